@@ -1,0 +1,55 @@
+"""The quart-trio application of the control API (``/api/v3``)."""
+
+from __future__ import annotations
+
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from ..models import DrpError, NotFound
+from . import objects, system
+from .context import ApiContext
+from .errors import drp_error, http_error, unexpected_error
+
+#: paths that need no credentials
+OPEN_PATHS = frozenset({"/api/v3/healthz"})
+
+
+def create_app(context: ApiContext) -> QuartTrio:
+    app = QuartTrio("drpd")
+    app.config["DRPD"] = context
+    app.config["MAX_CONTENT_LENGTH"] = context.settings.max_body_size
+    app.config["BODY_TIMEOUT"] = context.settings.body_timeout
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    system.register(context)
+
+    @app.before_request
+    async def authenticate() -> None:
+        if request.path in OPEN_PATHS:
+            return
+        g.principal = await context.auth.check_header(
+            request.headers.get("Authorization"), request.args.get("token")
+        )
+
+    @app.before_websocket
+    async def authenticate_ws() -> None:
+        from quart import websocket
+
+        g.principal = await context.auth.check_header(
+            websocket.headers.get("Authorization"), websocket.args.get("token")
+        )
+
+    app.register_blueprint(system.bp)
+    app.register_blueprint(objects.bp)
+    app.register_error_handler(DrpError, drp_error)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected_error)
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def not_found(path: str) -> Response:
+        await request.get_data()
+        raise NotFound(f"no such path /{path}")
+
+    return app

@@ -1,0 +1,41 @@
+"""What the API's handlers share: the parts of the running daemon they use."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..auth import Authenticator
+from ..bus import EventBus
+from ..config import Settings
+from ..store import Record, Store
+
+
+class KindHooks(Protocol):
+    """Lets another part of drpd take part in writes to one prefix.
+
+    The plugin manager uses it: runtime state is merged into what is shown,
+    and a write settles (the instance is started or stopped) before the API
+    answers.
+    """
+
+    def present(self, record: Record, data: dict[str, Any]) -> dict[str, Any]: ...
+    def prepare(self, old: Any | None, new: Any) -> Any: ...
+    async def after_write(self, action: str, old: Record | None, new: Record | None,
+                          wait: bool) -> None: ...
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    store: Store
+    bus: EventBus
+    auth: Authenticator
+    api_port: int = 0
+    static_port: int = 0
+    version: str = "0.1.0"
+    started: float = field(default_factory=time.monotonic)
+    hooks: dict[str, KindHooks] = field(default_factory=dict)
+    #: extra sub-resource handlers: (prefix, name) -> handler
+    extras: dict[tuple[str, str], Any] = field(default_factory=dict)

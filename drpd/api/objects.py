@@ -1,0 +1,325 @@
+"""One generic implementation of the REST surface of every object prefix.
+
+Handlers decode and validate at the edge (``Kind.decode`` refuses unknown
+fields and wrong types), then hand the store a typed object. Every write goes
+through ``Store.create`` / ``modify`` / ``delete``, so it is atomic, durable
+and evented; read-only (content) objects are refused with 403.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+import msgspec
+from quart import Blueprint, Response, current_app, g, request
+
+from ..auth import hash_password
+from ..models import (
+    BadRequest,
+    Forbidden,
+    Kind,
+    MethodNotAllowed,
+    NotFound,
+    Unprocessable,
+)
+from ..models.names import is_valid_param_name
+from ..store import Record
+from ..store.sqlite import public_view
+from .context import ApiContext
+from .patching import json_patch, merge_patch
+
+bp = Blueprint("objects", __name__)
+_encode = msgspec.json.Encoder().encode
+
+#: fields the server owns: what a client sends for them is ignored
+_SERVER_FIELDS = ("Validated", "Available", "Errors", "ReadOnly")
+
+
+def ctx() -> ApiContext:
+    return current_app.config["DRPD"]
+
+
+def json_response(data: Any, status: int = 200, *, etag: str | None = None) -> Response:
+    headers = {"ETag": etag} if etag else None
+    return Response(_encode(data), status=status, content_type="application/json",
+                    headers=headers)
+
+
+async def read_body() -> bytes:
+    """Read the whole body (an unread body stalls keep-alive: STACK-NOTES)."""
+    return await request.get_data(cache=False, as_text=False, parse_form_data=False)
+
+
+async def read_json() -> Any:
+    body = await read_body()
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def kind_for(prefix: str) -> Kind:
+    kind = ctx().store.kinds.get(prefix)
+    if kind is None:
+        raise NotFound(f"no such object type {prefix!r}", model=prefix)
+    return kind
+
+
+def show(kind: Kind, record: Record) -> dict[str, Any]:
+    data = public_view(kind.prefix, record.obj)
+    hooks = ctx().hooks.get(kind.prefix)
+    if hooks is not None:
+        data = hooks.present(record, data)
+    return data
+
+
+def resolve(kind: Kind, raw_key: str) -> Record:
+    store = ctx().store
+    if raw_key.startswith("Name:") and kind.key_field != "Name":
+        record = store.find(kind.prefix, "Name", raw_key[5:])
+    else:
+        record = store.get(kind.prefix, raw_key)
+    if record is None:
+        raise NotFound(f"{kind.prefix} {raw_key} not found", model=kind.prefix, key=raw_key)
+    return record
+
+
+def if_match() -> int | None:
+    value = request.headers.get("If-Match")
+    if value is None or value.strip() == "*":
+        return None
+    try:
+        return int(value.strip().removeprefix("W/").strip('"'))
+    except ValueError:
+        raise BadRequest(f"malformed If-Match header {value!r}") from None
+
+
+def principal() -> str:
+    return g.principal.name
+
+
+def wants_wait() -> bool:
+    return request.args.get("wait", "true").lower() not in ("false", "0", "no")
+
+
+def finish(kind: Kind, old: Any | None, new: Any) -> Any:
+    """Validate a decoded object and carry over what the server owns."""
+    new = kind.prepare(new)
+    for name in _SERVER_FIELDS:
+        if hasattr(new, name):
+            setattr(new, name, getattr(old, name) if old is not None else type(getattr(new, name))())
+    if hasattr(new, "Validated"):
+        new.Validated = True
+        new.Available = True
+    if kind.prefix == "users":
+        if new.Password:
+            new.PasswordHash = hash_password(new.Password)
+            new.Password = ""
+        else:
+            new.PasswordHash = old.PasswordHash if old is not None else ""
+    if kind.prefix == "machines":
+        store = ctx().store
+        missing = [p for p in new.Profiles if store.get("profiles", p) is None]
+        if missing:
+            raise Unprocessable(f"profiles not found: {', '.join(missing)}",
+                                model=kind.prefix, key=kind.key_of(new))
+    if kind.has_params:
+        for name in new.Params:
+            if not is_valid_param_name(name):
+                raise Unprocessable(f"invalid param name {name!r}", model=kind.prefix,
+                                    key=kind.key_of(new))
+    hooks = ctx().hooks.get(kind.prefix)
+    if hooks is not None:
+        new = hooks.prepare(old, new)
+    return new
+
+
+def check_writable(kind: Kind, record: Record | None = None) -> None:
+    if not kind.writable:
+        raise MethodNotAllowed(f"{kind.prefix} cannot be written this way", model=kind.prefix)
+    if record is not None and getattr(record.obj, "ReadOnly", False):
+        raise Forbidden(f"{kind.prefix} {kind.key_of(record.obj)} is read-only",
+                        model=kind.prefix, key=kind.key_of(record.obj))
+
+
+async def after_write(kind: Kind, action: str, old: Record | None, new: Record | None) -> None:
+    hooks = ctx().hooks.get(kind.prefix)
+    if hooks is not None:
+        await hooks.after_write(action, old, new, wants_wait())
+
+
+# -- collection --------------------------------------------------------------
+@bp.route("/api/v3/<prefix>", methods=["GET", "POST"])
+async def collection(prefix: str) -> Response:
+    kind = kind_for(prefix)
+    if request.method == "POST":
+        return await create(kind)
+    await read_body()
+    records = ctx().store.list(prefix)
+    args = request.args
+    offset = _int_arg("offset", 0)
+    limit = _int_arg("limit", None)
+    filters = {k: v for k, v in args.items() if k not in ("offset", "limit", "decode")}
+    items = [show(kind, r) for r in records]
+    for field_name, wanted in filters.items():
+        if field_name not in kind.model.__struct_fields__:
+            raise BadRequest(f"{prefix} has no field {field_name!r} to filter on", model=prefix)
+        items = [item for item in items if _matches(item.get(field_name), wanted)]
+    items = items[offset:] if limit is None else items[offset : offset + limit]
+    return json_response(items)
+
+
+def _int_arg(name: str, default: int | None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, not {raw!r}") from None
+    if value < 0:
+        raise BadRequest(f"{name} must not be negative")
+    return value
+
+
+def _matches(value: Any, wanted: str) -> bool:
+    if isinstance(value, str):
+        return value == wanted
+    return json.dumps(value) == wanted or str(value).lower() == wanted.lower()
+
+
+async def create(kind: Kind) -> Response:
+    check_writable(kind)
+    obj = finish(kind, None, kind.decode(await read_body()))
+    record = await ctx().store.create(kind.prefix, obj, principal=principal())
+    await after_write(kind, "create", None, record)
+    record = ctx().store.get(kind.prefix, kind.key_of(obj)) or record
+    return json_response(show(kind, record), 201, etag=record.etag)
+
+
+# -- one object and its sub-resources ----------------------------------------
+@bp.route("/api/v3/<prefix>/<path:rest>",
+          methods=["GET", "PUT", "PATCH", "DELETE", "POST"])
+async def item(prefix: str, rest: str) -> Response:
+    kind = kind_for(prefix)
+    rest = unquote(rest)
+    if kind.param_key:
+        key, sub = rest, []
+    else:
+        key, *sub = rest.split("/")
+    if sub:
+        handler = ctx().extras.get((prefix, sub[0])) or ctx().extras.get(("*", sub[0]))
+        if sub[0] == "params" and kind.has_params:
+            return await params(kind, key, "/".join(sub[1:]))
+        if handler is not None:
+            return await handler(kind, key, sub[1:])
+        await read_body()
+        raise NotFound(f"{prefix}/{key} has no {sub[0]!r}", model=prefix, key=key)
+    method = request.method
+    if method == "GET":
+        await read_body()
+        record = resolve(kind, key)
+        return json_response(show(kind, record), etag=record.etag)
+    if method == "POST":
+        await read_body()
+        raise MethodNotAllowed(f"POST a new object to /api/v3/{prefix}", model=prefix)
+    if method == "DELETE":
+        await read_body()
+        record = resolve(kind, key)
+        check_writable(kind, record)
+        deleted = await ctx().store.delete(prefix, kind.key_of(record.obj),
+                                           principal=principal(), if_rev=if_match())
+        await after_write(kind, "delete", deleted, None)
+        return json_response(show(kind, deleted), etag=deleted.etag)
+    if method == "PUT":
+        body = await read_body()
+        record = resolve(kind, key)
+        check_writable(kind, record)
+        new = kind.decode(body)
+        real_key = kind.key_of(record.obj)
+        if kind.prefix == "machines" and not new.Uuid:
+            new.Uuid = real_key
+        return await replace(kind, record, lambda old: finish(kind, old, new))
+    # PATCH
+    body = await read_body()
+    record = resolve(kind, key)
+    check_writable(kind, record)
+    try:
+        patch = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    merge = request.mimetype == "application/merge-patch+json" or isinstance(patch, dict)
+
+    def mutate(old: Any) -> Any:
+        current = msgspec.to_builtins(old)
+        patched = merge_patch(current, patch) if merge else json_patch(current, patch)
+        return finish(kind, old, kind.convert(patched))
+
+    return await replace(kind, record, mutate)
+
+
+async def replace(kind: Kind, record: Record, mutate: Any) -> Response:
+    key = kind.key_of(record.obj)
+    old = record
+    new = await ctx().store.modify(kind.prefix, key, mutate, principal=principal(),
+                                   if_rev=if_match())
+    await after_write(kind, "update", old, new)
+    new = ctx().store.get(kind.prefix, key) or new
+    return json_response(show(kind, new), etag=new.etag)
+
+
+async def params(kind: Kind, key: str, name: str) -> Response:
+    method = request.method
+    body = await read_body()
+    record = resolve(kind, key)
+    if method == "GET":
+        values = show(kind, record).get("Params", {})
+        if not name:
+            return json_response(values)
+        if name not in values:
+            raise NotFound(f"{kind.prefix} {key} has no param {name!r}", model=kind.prefix, key=key)
+        return json_response(values[name])
+    check_writable(kind, record)
+    if name and not is_valid_param_name(name):
+        raise Unprocessable(f"invalid param name {name!r}", model=kind.prefix, key=key)
+    if method in ("POST", "PUT"):
+        try:
+            value = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"malformed JSON: {exc}") from None
+        if not name:
+            if not isinstance(value, dict):
+                raise BadRequest("params must be a JSON object")
+
+        def mutate(old: Any) -> Any:
+            new = msgspec.structs.replace(old, Params=dict(old.Params))
+            if name:
+                new.Params[name] = value
+            else:
+                new.Params = value
+            return finish(kind, old, new)
+
+        await _param_write(kind, record, mutate)
+        return json_response(value)
+    if method == "DELETE":
+        if not name or name not in record.obj.Params:
+            raise NotFound(f"{kind.prefix} {key} has no param {name!r}", model=kind.prefix, key=key)
+        removed = record.obj.Params[name]
+
+        def drop(old: Any) -> Any:
+            new = msgspec.structs.replace(old, Params=dict(old.Params))
+            new.Params.pop(name, None)
+            return finish(kind, old, new)
+
+        await _param_write(kind, record, drop)
+        return json_response(removed)
+    raise MethodNotAllowed(f"{method} is not allowed on params", model=kind.prefix, key=key)
+
+
+async def _param_write(kind: Kind, record: Record, mutate: Any) -> None:
+    key = kind.key_of(record.obj)
+    new = await ctx().store.modify(kind.prefix, key, mutate, principal=principal(),
+                                   if_rev=if_match())
+    await after_write(kind, "update", record, new)

@@ -1,0 +1,97 @@
+"""The non-object routes: info, health, tokens, passwords, posted events."""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any
+
+import msgspec
+from quart import Blueprint, Response, request
+
+from ..auth import DEFAULT_USER
+from ..models import BadRequest, Event, Info, Kind, NotFound, TokenResponse, decode_as
+from ..store.sqlite import public_view
+from .objects import ctx, finish, json_response, principal, read_body, resolve
+
+bp = Blueprint("system", __name__)
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le"}
+
+
+def info() -> Info:
+    c = ctx()
+    return Info(
+        Version=c.version,
+        Arch=_ARCH.get(platform.machine(), platform.machine()),
+        Os=platform.system().lower(),
+        Uptime=int(time.monotonic() - c.started),
+        Features=["api-v3", "plugins-v4", "events-seq", "etag"],
+        ApiPort=c.api_port,
+        FilePort=c.static_port,
+        CatalogUrl=c.settings.catalog_url,
+    )
+
+
+@bp.route("/api/v3/info", methods=["GET"])
+async def get_info() -> Response:
+    await read_body()
+    return json_response(info())
+
+
+@bp.route("/api/v3/healthz", methods=["GET"])
+async def healthz() -> Response:
+    await read_body()
+    return Response("ok\n", content_type="text/plain")
+
+
+@bp.route("/api/v3/events", methods=["POST"])
+async def post_event() -> Response:
+    event = decode_as(Event, await read_body(), what="events")
+    if not event.Type or not event.Action:
+        raise BadRequest("an event needs Type and Action", model="events")
+    event.Principal = principal()
+    event = await ctx().store.emit(event)
+    return json_response(event)
+
+
+async def user_token(kind: Kind, key: str, rest: list[str]) -> Response:
+    await read_body()
+    if request.method != "GET" or rest:
+        raise NotFound(f"no such route under users/{key}")
+    c = ctx()
+    if c.store.get("users", key) is None and not (c.auth.default_user and key == DEFAULT_USER):
+        raise NotFound(f"users {key} not found", model="users", key=key)
+    raw = request.args.get("ttl")
+    try:
+        ttl = c.settings.token_ttl if raw is None else int(raw)
+    except ValueError:
+        raise BadRequest(f"ttl must be a number of seconds, not {raw!r}") from None
+    if ttl <= 0:
+        raise BadRequest("ttl must be positive")
+    return json_response(TokenResponse(Token=c.auth.issue(key, ttl), Info=info()))
+
+
+class _PasswordBody(msgspec.Struct, forbid_unknown_fields=True):
+    Password: str
+
+
+async def user_password(kind: Kind, key: str, rest: list[str]) -> Response:
+    body = await read_body()
+    if request.method != "PUT" or rest:
+        raise NotFound(f"no such route under users/{key}")
+    password = decode_as(_PasswordBody, body, what="users").Password
+    if not password:
+        raise BadRequest("Password must not be empty", model="users", key=key)
+    resolve(kind, key)
+
+    def mutate(old: Any) -> Any:
+        return finish(kind, old, msgspec.structs.replace(old, Password=password))
+
+    new = await ctx().store.modify("users", key, mutate, principal=principal())
+    return json_response(public_view("users", new.obj), etag=new.etag)
+
+
+def register(c: Any) -> None:
+    c.extras[("users", "token")] = user_token
+    c.extras[("users", "password")] = user_password

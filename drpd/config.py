@@ -1,0 +1,128 @@
+"""Settings from flags, ``DRPD_*`` environment variables, a TOML file, defaults.
+
+Precedence is flag > environment > file > default. Keys are the snake_case of
+the flags (``--api-port`` is ``api_port`` in the file and ``DRPD_API_PORT`` in
+the environment). Every value is validated by decoding into ``Settings``; a
+bad one is a ``ConfigError`` naming the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    state_dir: str = "/var/lib/drpd"
+    api_port: int = 8092
+    static_port: int = 8091
+    bind: str = "127.0.0.1"
+    plugin_dir: str = ""  # empty: <state_dir>/plugins
+    no_tls: bool = False
+    log_level: LogLevel = "info"
+    catalog_url: str = ""
+    #: largest JSON request body, bytes
+    max_body_size: int = 16 * 1024 * 1024
+    #: largest provider upload, bytes
+    max_upload_size: int = 512 * 1024 * 1024
+    #: seconds a client may take to send a request body
+    body_timeout: float = 60.0
+    #: lifetime of tokens from /users/<name>/token when no ttl is asked for
+    token_ttl: int = 3600
+    #: seconds a verified Basic credential is trusted without a new hash
+    basic_auth_cache: float = 60.0
+    define_timeout: float = 10.0
+    ready_timeout: float = 30.0
+    config_timeout: float = 30.0
+    action_timeout: float = 60.0
+    stop_grace: float = 10.0
+    #: a provider run longer than this counts as healthy (PROTOCOL.md §5)
+    healthy_after: float = 60.0
+    shutdown_timeout: float = 20.0
+    action_concurrency: int = 128
+    event_queue: int = 1_000
+    event_retain: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("api_port", "static_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{name} must be 0..65535, not {port}")
+        for name in ("max_body_size", "max_upload_size", "action_concurrency", "event_queue",
+                     "event_retain", "token_ttl"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("body_timeout", "define_timeout", "ready_timeout", "config_timeout",
+                     "action_timeout", "stop_grace", "shutdown_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def plugin_path(self) -> Path:
+        return Path(self.plugin_dir) if self.plugin_dir else Path(self.state_dir) / "plugins"
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.no_tls else "https"
+
+
+FIELDS = tuple(Settings.__struct_fields__)
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in FIELDS:
+        raw = env.get("DRPD_" + name.upper())
+        if raw is not None:
+            out[name] = raw
+    return out
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Merge the four sources; ``flags`` holds only flags the user gave."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    path = config_file or env.get("DRPD_CONFIG")
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path:
+        try:
+            with open(path, "rb") as f:
+                file_values = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        layers.append((f"config file {path}", file_values))
+    layers.append(("environment", _from_env(env)))
+    layers.append(("flags", flags))
+    merged: dict[str, Any] = {}
+    for source, values in layers:
+        for key, value in values.items():
+            if key not in FIELDS:
+                raise ConfigError(f"{source}: unknown setting {key!r}")
+            try:
+                # strict=False lets environment strings become ints and bools
+                msgspec.convert({key: value}, Settings, strict=source != "environment")
+            except (msgspec.ValidationError, ValueError) as exc:
+                raise ConfigError(f"{source}: bad value for {key}: {value!r} ({exc})") from None
+            merged[key] = value
+    try:
+        return msgspec.convert(merged, Settings, strict=False)
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise ConfigError(f"bad config value: {exc}") from None

@@ -1,0 +1,47 @@
+"""msgspec shapes of every stored and wire object; imports nothing else of drpd."""
+
+from .errors import (
+    BadRequest,
+    Conflict,
+    DrpError,
+    Error,
+    Forbidden,
+    GatewayTimeout,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    Unauthorized,
+    Unavailable,
+    Unprocessable,
+)
+from .kinds import KINDS, Kind, decode_as
+from .objects import (
+    Action,
+    AvailableAction,
+    BootEnv,
+    Content,
+    ContentMeta,
+    Event,
+    Info,
+    Machine,
+    Param,
+    Plugin,
+    PluginProvider,
+    PluginRuntime,
+    Profile,
+    Stage,
+    Task,
+    Template,
+    TokenResponse,
+    User,
+)
+
+__all__ = [
+    "KINDS", "Action", "AvailableAction", "BadRequest", "BootEnv", "Conflict", "Content",
+    "ContentMeta", "DrpError", "Error", "Event", "Forbidden", "GatewayTimeout", "Info", "Kind",
+    "Machine", "MethodNotAllowed", "NotFound", "Param", "PayloadTooLarge", "Plugin",
+    "PluginProvider", "PluginRuntime", "PreconditionFailed", "Profile", "Stage", "Task",
+    "Template", "TokenResponse", "Unauthorized", "Unavailable", "Unprocessable", "User",
+    "decode_as",
+]

@@ -1,0 +1,57 @@
+"""The store: durable objects of every kind, and the change feed.
+
+``Store`` is the interface the API and the plugin manager use; ``SQLiteStore``
+is the embedded backend. A networked backend implements the same interface.
+
+Contract:
+- Reads (``get``, ``list``) answer from memory and never wait.
+- Writes are serialised; each commits durably *before* it returns, and its
+  ``Event`` is handed to the change hook in commit order, with a ``Seq`` that
+  increases by one per event and continues across restarts.
+- A write is all or nothing: a failing ``mutate`` callback, a unique clash or
+  a revision mismatch raises a ``DrpError`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..models import Event
+from .records import Record
+
+#: called with each committed change, in commit order; must not block
+ChangeHook = Callable[[Event], None]
+#: given the current object (or None), returns the object to store
+Mutator = Callable[[Any | None], Any]
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+    def get(self, prefix: str, key: str) -> Record | None: ...
+    def list(self, prefix: str) -> list[Record]: ...
+    def find(self, prefix: str, field: str, value: str) -> Record | None: ...
+    @property
+    def last_seq(self) -> int: ...
+
+    async def create(self, prefix: str, obj: Any, *, principal: str) -> Record: ...
+    async def modify(
+        self,
+        prefix: str,
+        key: str,
+        mutate: Mutator,
+        *,
+        principal: str,
+        if_rev: int | None = None,
+    ) -> Record: ...
+    async def delete(
+        self, prefix: str, key: str, *, principal: str, if_rev: int | None = None
+    ) -> Record: ...
+    async def emit(self, event: Event) -> Event: ...
+
+
+from .sqlite import SQLiteStore  # noqa: E402
+
+__all__ = ["ChangeHook", "Mutator", "Record", "SQLiteStore", "Store"]

@@ -1,0 +1,353 @@
+"""The embedded SQLite backend of the Store.
+
+One connection, used only from a single worker thread (a ``CapacityLimiter``
+of one), so the trio thread never blocks on disk. WAL with
+``synchronous=FULL``: a write is on disk before its caller hears of it, and a
+SIGKILL at any moment leaves either the whole write or none of it.
+
+Every object is also kept in memory, as DRP does: reads never touch SQLite.
+The memory copy changes only after the commit succeeded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from ..models import KINDS, Conflict, Event, Kind, NotFound, PreconditionFailed
+from . import ChangeHook, Mutator
+from .records import Record
+
+#: One entry per schema version; entry N upgrades a version N database to N+1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+    CREATE TABLE objects (
+        prefix TEXT NOT NULL,
+        key TEXT NOT NULL,
+        rev INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (prefix, key)
+    ) WITHOUT ROWID;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+#: Seqs handed to events that are not store writes are reserved in blocks, so
+#: they keep increasing across restarts without a disk write per event.
+SEQ_BLOCK = 10_000
+
+
+class StoreVersionError(RuntimeError):
+    pass
+
+
+@dataclass(slots=True)
+class _Change:
+    prefix: str
+    key: str
+    new: Any | None  # None deletes
+    old: Record | None
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def public_view(prefix: str, obj: Any) -> Any:
+    """The object as builtins, without what is never shown (password hashes)."""
+    data = msgspec.to_builtins(obj)
+    if prefix == "users" and isinstance(data, dict):
+        data.pop("PasswordHash", None)
+        data.pop("Password", None)
+    return data
+
+
+class SQLiteStore:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kinds: dict[str, Kind] | None = None,
+        on_change: ChangeHook | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.kinds = dict(KINDS if kinds is None else kinds)
+        self.on_change: ChangeHook = on_change or (lambda event: None)
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)
+        self._lock = trio.Lock()
+        self._data: dict[str, dict[str, Record]] = {p: {} for p in self.kinds}
+        self._sorted: dict[str, list[Record]] = {}
+        self._seq = 0
+        self._reserved = 0
+
+    # -- lifecycle -------------------------------------------------------
+    async def open(self) -> None:
+        await self._run(self._open_sync)
+
+    def _open_sync(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreVersionError(
+                    f"{self.path} has schema version {version}, newer than this drpd "
+                    f"({SCHEMA_VERSION}); upgrade drpd"
+                )
+            for target in range(version, SCHEMA_VERSION):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in MIGRATIONS[target].split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={target + 1}")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
+            self._seq = max(int(meta.get("seq", 0)), int(meta.get("seq_reserved", 0)))
+            self._reserved = self._seq + SEQ_BLOCK
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (k, v) VALUES ('seq_reserved', ?)",
+                (str(self._reserved),),
+            )
+            for prefix, key, rev, data in conn.execute(
+                "SELECT prefix, key, rev, data FROM objects ORDER BY prefix, key"
+            ):
+                kind = self.kinds.get(prefix)
+                obj = msgspec.json.decode(data, type=kind.model) if kind else msgspec.json.decode(data)
+                self._data.setdefault(prefix, {})[key] = Record(obj, rev)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                with trio.CancelScope(shield=True):
+                    await self._run(conn.close)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    # -- kinds -----------------------------------------------------------
+    def add_kind(self, kind: Kind) -> None:
+        """Serve another prefix (a provider's StoreObjects type)."""
+        self.kinds[kind.prefix] = kind
+        self._data.setdefault(kind.prefix, {})
+
+    # -- reads -----------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def get(self, prefix: str, key: str) -> Record | None:
+        return self._data.get(prefix, {}).get(key)
+
+    def list(self, prefix: str) -> list[Record]:
+        cached = self._sorted.get(prefix)
+        if cached is None:
+            objs = self._data.get(prefix, {})
+            cached = [objs[k] for k in sorted(objs)]
+            self._sorted[prefix] = cached
+        return cached
+
+    def find(self, prefix: str, field: str, value: str) -> Record | None:
+        for record in self._data.get(prefix, {}).values():
+            if getattr(record.obj, field, None) == value:
+                return record
+        return None
+
+    # -- writes ----------------------------------------------------------
+    async def create(self, prefix: str, obj: Any, *, principal: str) -> Record:
+        kind = self.kinds[prefix]
+        key = kind.key_of(obj)
+        async with self._lock:
+            if key in self._data[prefix]:
+                raise Conflict(f"{prefix} {key} already exists", model=prefix, key=key)
+            self._check_unique(kind, key, obj)
+            return (await self._commit([_Change(prefix, key, obj, None)], principal))[0]
+
+    async def modify(
+        self,
+        prefix: str,
+        key: str,
+        mutate: Mutator,
+        *,
+        principal: str,
+        if_rev: int | None = None,
+    ) -> Record:
+        kind = self.kinds[prefix]
+        async with self._lock:
+            old = self._existing(prefix, key, if_rev)
+            new = mutate(old.obj)
+            if kind.key_of(new) != key:
+                raise Conflict(f"the key of {prefix} {key} cannot change", model=prefix, key=key)
+            self._check_unique(kind, key, new)
+            return (await self._commit([_Change(prefix, key, new, old)], principal))[0]
+
+    async def delete(
+        self, prefix: str, key: str, *, principal: str, if_rev: int | None = None
+    ) -> Record:
+        async with self._lock:
+            old = self._existing(prefix, key, if_rev)
+            await self._commit([_Change(prefix, key, None, old)], principal)
+            return old
+
+    async def emit(self, event: Event) -> Event:
+        """Give a Seq to an event that is not a store write and hand it on.
+
+        Under the write lock, so store events and these leave in Seq order.
+        Their Seqs are reserved on disk in blocks, not written one by one.
+        """
+        async with self._lock:
+            if self._seq + 1 > self._reserved:
+                reserved = self._seq + SEQ_BLOCK
+                with trio.CancelScope(shield=True):
+                    await self._run(self._set_meta_sync, "seq_reserved", str(reserved))
+                self._reserved = reserved
+            self._seq += 1
+            event.Seq = self._seq
+            if not event.Time:
+                event.Time = now_rfc3339()
+            self.on_change(event)
+            return event
+
+    def _set_meta_sync(self, k: str, v: str) -> None:
+        assert self._conn is not None
+        self._conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
+
+    def _existing(self, prefix: str, key: str, if_rev: int | None) -> Record:
+        old = self._data.get(prefix, {}).get(key)
+        if old is None:
+            raise NotFound(f"{prefix} {key} not found", model=prefix, key=key)
+        if if_rev is not None and old.rev != if_rev:
+            raise PreconditionFailed(
+                f"{prefix} {key} has changed (revision {old.rev}, expected {if_rev})",
+                model=prefix,
+                key=key,
+            )
+        return old
+
+    def _check_unique(self, kind: Kind, key: str, obj: Any) -> None:
+        for field in kind.unique:
+            value = getattr(obj, field, None)
+            if not value:
+                continue
+            for other_key, record in self._data[kind.prefix].items():
+                if other_key != key and getattr(record.obj, field, None) == value:
+                    raise Conflict(
+                        f"{kind.prefix} {other_key} already has {field} {value!r}",
+                        model=kind.prefix,
+                        key=key,
+                    )
+
+    async def transact(self, changes: Iterable[tuple[str, str, Any | None]], *, principal: str) -> list[Record]:
+        """Write several objects (``None`` deletes) in one all-or-nothing commit."""
+        async with self._lock:
+            batch = []
+            for prefix, key, new in changes:
+                old = self._data.get(prefix, {}).get(key)
+                if new is not None:
+                    self._check_unique(self.kinds[prefix], key, new)
+                elif old is None:
+                    raise NotFound(f"{prefix} {key} not found", model=prefix, key=key)
+                batch.append(_Change(prefix, key, new, old))
+            return await self._commit(batch, principal)
+
+    async def _commit(self, changes: list[_Change], principal: str) -> list[Record]:
+        """Commit under ``self._lock``; then update memory and emit, in order."""
+        if self._conn is None:
+            raise RuntimeError("store is closed")
+        first = self._seq + 1
+        rows = []
+        for offset, change in enumerate(changes):
+            rev = first + offset
+            data = None if change.new is None else msgspec.json.encode(change.new)
+            rows.append((change.prefix, change.key, rev, data))
+        last = first + len(changes) - 1
+        # The commit and the memory update are one step: a cancelled caller
+        # must not leave memory behind disk.
+        with trio.CancelScope(shield=True):
+            await self._run(self._commit_sync, rows, last)
+        self._seq = max(self._seq, last)
+        self._reserved = max(self._reserved, last)
+        time = now_rfc3339()
+        records = []
+        for (prefix, key, rev, _), change in zip(rows, changes, strict=True):
+            bucket = self._data.setdefault(prefix, {})
+            self._sorted.pop(prefix, None)
+            if change.new is None:
+                record = change.old
+                assert record is not None
+                del bucket[key]
+                action = "delete"
+                obj, original = public_view(prefix, record.obj), None
+            else:
+                record = Record(change.new, rev)
+                bucket[key] = record
+                action = "create" if change.old is None else "update"
+                obj = public_view(prefix, change.new)
+                original = None if change.old is None else public_view(prefix, change.old.obj)
+            records.append(record)
+            self.on_change(
+                Event(
+                    Time=time,
+                    Type=prefix,
+                    Action=action,
+                    Key=key,
+                    Principal=principal,
+                    Object=obj,
+                    Original=original,
+                    Seq=rev,
+                )
+            )
+        return records
+
+    def _commit_sync(self, rows: list[tuple[str, str, int, bytes | None]], seq: int) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for prefix, key, rev, data in rows:
+                if data is None:
+                    conn.execute("DELETE FROM objects WHERE prefix = ? AND key = ?", (prefix, key))
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO objects (prefix, key, rev, data) VALUES (?, ?, ?, ?)",
+                        (prefix, key, rev, data),
+                    )
+            conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('seq', ?)", (str(seq),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- maintenance -------------------------------------------------------
+    async def backup(self, dest: str | os.PathLike[str]) -> None:
+        """A consistent copy of the database while drpd runs (SQLite online backup)."""
+
+        def run() -> None:
+            assert self._conn is not None
+            target = sqlite3.connect(dest)
+            try:
+                self._conn.backup(target)
+            finally:
+                target.close()
+
+        async with self._lock:
+            await self._run(run)
