@@ -299,6 +299,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_setting_flags(passwd_p)
     args = parser.parse_args(argv)
     try:
+        return _run_command(args)
+    except BaseExceptionGroup as group:
+        # a start-up failure inside the root nursery arrives wrapped
+        found, rest = group.split((StartupError, ConfigError))
+        if found is None:
+            raise
+        first: BaseException = found
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        print(f"drpd: cannot start: {first}", file=sys.stderr)
+        return 1
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    try:
         settings = _settings_from(args)
         setup_logging(settings.log_level)
         if args.command == "serve":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -58,8 +59,9 @@ class DrpdProcess:
         return str(self.state_dir / "tls" / "server.crt")
 
     @property
-    def verify(self) -> str | bool:
-        return False if self.no_tls else self.ca_cert
+    def verify(self) -> ssl.SSLContext | bool:
+        """What to give httpx's ``verify``: drpd's own certificate as the CA."""
+        return False if self.no_tls else ssl.create_default_context(cafile=self.ca_cert)
 
     @property
     def pid(self) -> int:
@@ -127,8 +129,7 @@ class DrpdProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise RuntimeError(f"drpd did not stop within {timeout} s") from None
-        if self._reader is not None:
-            self._reader.join(5)
+        self._close_pipe()
         return code
 
     def kill(self) -> None:
@@ -136,8 +137,13 @@ class DrpdProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
         if self._reader is not None:
             self._reader.join(5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def restart(self) -> DrpdProcess:
         self.stop()

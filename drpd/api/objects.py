@@ -218,7 +218,7 @@ async def item(prefix: str, rest: str) -> Response:
         await read_body()
         raise NotFound(f"{prefix}/{key} has no {sub[0]!r}", model=prefix, key=key)
     method = request.method
-    if method == "GET":
+    if method in ("GET", "HEAD"):
         await read_body()
         record = resolve(kind, key)
         return json_response(show(kind, record), etag=record.etag)
@@ -274,7 +274,7 @@ async def params(kind: Kind, key: str, name: str) -> Response:
     method = request.method
     body = await read_body()
     record = resolve(kind, key)
-    if method == "GET":
+    if method in ("GET", "HEAD"):
         values = show(kind, record).get("Params", {})
         if not name:
             return json_response(values)

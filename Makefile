@@ -1,0 +1,34 @@
+# The two commands of the README's quick start are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STATE ?= .state
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start drpd with the embedded store in ./.state (https://127.0.0.1:8092).
+run: $(STAMP)
+	$(BIN)/drpd serve --state-dir $(STATE)
+
+## Install and run the whole test suite (and the linter).
+test: $(STAMP)
+	$(BIN)/ruff check drpd tests bench
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check drpd tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/store.py
+
+clean:
+	rm -rf $(VENV) $(STATE) .pytest_cache .ruff_cache
