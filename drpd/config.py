@@ -45,6 +45,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stop_grace: float = 10.0
     #: a provider run longer than this counts as healthy (PROTOCOL.md §5)
     healthy_after: float = 60.0
+    #: crash back-off: first delay after quick successive crashes, and its cap
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    #: seconds between scans of the plugin directory for added/replaced/removed files
+    plugin_dir_poll: float = 1.0
     shutdown_timeout: float = 20.0
     action_concurrency: int = 128
     event_queue: int = 1_000
@@ -60,7 +65,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("body_timeout", "define_timeout", "ready_timeout", "config_timeout",
-                     "action_timeout", "stop_grace", "shutdown_timeout"):
+                     "action_timeout", "stop_grace", "shutdown_timeout", "backoff_initial",
+                     "backoff_max", "plugin_dir_poll"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 

@@ -134,6 +134,10 @@ class Daemon:
 
         from .api.app import create_app
         from .api.context import ApiContext
+        from .params import ParamChecker
+        from .plugins.manager import ParamsHooks, PluginManager
+        from .plugins.runtime import RuntimeDirError
+        from .plugins.runtime import prepare as prepare_runtime_dir
         from .static import StaticFiles
         from .tls import ensure_certificate
 
@@ -157,6 +161,8 @@ class Daemon:
                     password_hash_of=self._password_hash_of,
                     default_user=loopback and self.store.get("users", DEFAULT_USER) is None,
                     cache_seconds=settings.basic_auth_cache,
+                    # an instance's token lasts until the instance is destroyed
+                    token_revoked=lambda claims: self.store.get("plugins", claims.i) is None,
                 )
                 api_sock = bind_socket(settings.bind, settings.api_port, "API")
                 stack.callback(api_sock.close)
@@ -167,8 +173,13 @@ class Daemon:
                 context = ApiContext(
                     settings=settings, store=self.store, bus=self.bus, auth=auth,
                     api_port=self.api_port, static_port=self.static_port, version=__version__,
+                    params=ParamChecker(self.store),
                 )
                 self.context = context
+                if not settings.no_tls:
+                    self.cert, _ = await trio.to_thread.run_sync(
+                        ensure_certificate, self.state.tls, settings.bind
+                    )
                 api_config = HyperConfig()
                 api_config.keep_alive_timeout = 75
                 api_config.graceful_timeout = min(5.0, settings.shutdown_timeout)
@@ -177,17 +188,30 @@ class Daemon:
                 if settings.no_tls:
                     api_sockets = Sockets([], [api_sock], [])
                 else:
-                    self.cert, key = await trio.to_thread.run_sync(
-                        ensure_certificate, self.state.tls, settings.bind
-                    )
-                    api_config.certfile, api_config.keyfile = str(self.cert), str(key)
+                    assert self.cert is not None
+                    api_config.certfile = str(self.cert)
+                    api_config.keyfile = str(self.cert.with_name("server.key"))
                     api_sockets = Sockets([api_sock], [], [])
+                try:
+                    manager = PluginManager(
+                        settings, self.store, auth, state_root=self.state.root,
+                        files_dir=self.state.files, endpoint=self.endpoint,
+                        fileserver=f"http://{url_host(settings.bind)}:{self.static_port}",
+                        ca_cert=self.cert, params=context.params,
+                    )
+                    await trio.to_thread.run_sync(prepare_runtime_dir, manager.runtime_dir)
+                except RuntimeDirError as exc:
+                    raise StartupError(str(exc)) from None
+                context.manager = manager
+                context.hooks["plugins"] = manager
+                context.hooks["params"] = ParamsHooks(manager)
                 static_config = HyperConfig()
                 static_config.accesslog = None
                 static_config.errorlog = logging.getLogger("hypercorn.error")
                 static_config.graceful_timeout = 1.0
                 app = create_app(context)
                 async with trio.open_nursery() as nursery:
+                    await nursery.start(manager.run)
                     await nursery.start(self._serve, worker_serve, wrap_app(app, 0, "asgi"),
                                         api_config, api_sockets)
                     await nursery.start(self._serve, worker_serve,

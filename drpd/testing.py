@@ -104,7 +104,10 @@ class DrpdProcess:
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
         self._reader.start()
         if not self._ready.wait(self.start_timeout) or not self.endpoint:
-            code = self.proc.poll()
+            try:
+                code: int | None = self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                code = None
             self.kill()
             raise RuntimeError(
                 f"drpd did not start (exit {code}):\n{self.log_text()[-4000:]}"

@@ -7,7 +7,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from ..models import DrpError, NotFound
-from . import objects, system
+from . import objects, plugins, system
 from .context import ApiContext
 from .errors import drp_error, http_error, unexpected_error
 
@@ -18,11 +18,14 @@ OPEN_PATHS = frozenset({"/api/v3/healthz"})
 def create_app(context: ApiContext) -> QuartTrio:
     app = QuartTrio("drpd")
     app.config["DRPD"] = context
-    app.config["MAX_CONTENT_LENGTH"] = context.settings.max_body_size
+    # Bodies are read through objects.iter_body, which applies the limit of
+    # each route (JSON bodies, provider uploads) and the body timeout.
+    app.config["MAX_CONTENT_LENGTH"] = None
     app.config["BODY_TIMEOUT"] = context.settings.body_timeout
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     system.register(context)
+    plugins.register(context)
 
     @app.before_request
     async def authenticate() -> None:
@@ -41,6 +44,7 @@ def create_app(context: ApiContext) -> QuartTrio:
         )
 
     app.register_blueprint(system.bp)
+    app.register_blueprint(plugins.bp)
     app.register_blueprint(objects.bp)
     app.register_error_handler(DrpError, drp_error)
     app.register_error_handler(HTTPException, http_error)
@@ -49,7 +53,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def not_found(path: str) -> Response:
-        await request.get_data()
+        await objects.read_body()
         raise NotFound(f"no such path /{path}")
 
     return app

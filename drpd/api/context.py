@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from ..auth import Authenticator
 from ..bus import EventBus
 from ..config import Settings
+from ..params import ParamChecker
 from ..store import Record, Store
 
 
@@ -36,6 +37,9 @@ class ApiContext:
     static_port: int = 0
     version: str = "0.1.0"
     started: float = field(default_factory=time.monotonic)
+    params: ParamChecker | None = None
     hooks: dict[str, KindHooks] = field(default_factory=dict)
+    #: the plugin manager (drpd.plugins.manager.PluginManager)
+    manager: Any = None
     #: extra sub-resource handlers: (prefix, name) -> handler
     extras: dict[tuple[str, str], Any] = field(default_factory=dict)

@@ -21,6 +21,9 @@ def error_response(error: Error, headers: dict[str, str] | None = None) -> Respo
 
 def drp_error(exc: DrpError) -> Response:
     headers = {"WWW-Authenticate": 'Basic realm="drpd"'} if exc.code == 401 else None
+    if exc.code in (408, 413):
+        # the rest of the body was not read: this connection cannot be reused
+        headers = {"Connection": "close"}
     return error_response(exc.to_error(), headers)
 
 

@@ -9,10 +9,12 @@ and evented; read-only (content) objects are refused with 403.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
 import msgspec
+import trio
 from quart import Blueprint, Response, current_app, g, request
 
 from ..auth import hash_password
@@ -22,6 +24,8 @@ from ..models import (
     Kind,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
     Unprocessable,
 )
 from ..models.names import is_valid_param_name
@@ -47,9 +51,34 @@ def json_response(data: Any, status: int = 200, *, etag: str | None = None) -> R
                     headers=headers)
 
 
+async def iter_body(limit: int) -> AsyncIterator[bytes]:
+    """The request body in chunks, at most ``limit`` bytes, within the body timeout.
+
+    Every handler reads its whole body: an unread body stalls a keep-alive
+    connection (STACK-NOTES.md).
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit}")
+    size = 0
+    deadline = trio.current_time() + ctx().settings.body_timeout
+    body = aiter(request.body)
+    while True:
+        with trio.move_on_at(deadline) as scope:
+            try:
+                chunk = await anext(body)
+            except StopAsyncIteration:
+                return
+        if scope.cancelled_caught:
+            raise RequestTimeout("request body not received in time")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        yield chunk
+
+
 async def read_body() -> bytes:
-    """Read the whole body (an unread body stalls keep-alive: STACK-NOTES)."""
-    return await request.get_data(cache=False, as_text=False, parse_form_data=False)
+    return b"".join([c async for c in iter_body(ctx().settings.max_body_size)])
 
 
 async def read_json() -> Any:
@@ -126,10 +155,16 @@ def finish(kind: Kind, old: Any | None, new: Any) -> Any:
             raise Unprocessable(f"profiles not found: {', '.join(missing)}",
                                 model=kind.prefix, key=kind.key_of(new))
     if kind.has_params:
-        for name in new.Params:
+        checker = ctx().params
+        for name, value in new.Params.items():
             if not is_valid_param_name(name):
                 raise Unprocessable(f"invalid param name {name!r}", model=kind.prefix,
                                     key=kind.key_of(new))
+            # a plugin instance is always stored; its bad params keep it unavailable
+            if checker is not None and kind.prefix != "plugins":
+                problem = checker.problem(name, value)
+                if problem:
+                    raise Unprocessable(problem, model=kind.prefix, key=kind.key_of(new))
     hooks = ctx().hooks.get(kind.prefix)
     if hooks is not None:
         new = hooks.prepare(old, new)
@@ -242,7 +277,9 @@ async def item(prefix: str, rest: str) -> Response:
         if kind.prefix == "machines" and not new.Uuid:
             new.Uuid = real_key
         return await replace(kind, record, lambda old: finish(kind, old, new))
-    # PATCH
+    if method != "PATCH":
+        await read_body()
+        raise MethodNotAllowed(f"{method} is not allowed here", model=prefix)
     body = await read_body()
     record = resolve(kind, key)
     check_writable(kind, record)

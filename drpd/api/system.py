@@ -83,6 +83,12 @@ async def user_password(kind: Kind, key: str, rest: list[str]) -> Response:
     password = decode_as(_PasswordBody, body, what="users").Password
     if not password:
         raise BadRequest("Password must not be empty", model="users", key=key)
+    c = ctx()
+    if c.store.get("users", key) is None and c.auth.default_user and key == DEFAULT_USER:
+        raise NotFound(
+            f"{DEFAULT_USER} is drpd's built-in loopback user and has no stored password: "
+            f"create it first (`drpcli users create '{{\"Name\":\"{DEFAULT_USER}\",\"Password\":\"...\"}}'`)",
+            model="users", key=key)
     resolve(kind, key)
 
     def mutate(old: Any) -> Any:

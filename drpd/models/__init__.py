@@ -11,6 +11,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
+    RequestTimeout,
     Unauthorized,
     Unavailable,
     Unprocessable,
@@ -41,7 +42,7 @@ __all__ = [
     "KINDS", "Action", "AvailableAction", "BadRequest", "BootEnv", "Conflict", "Content",
     "ContentMeta", "DrpError", "Error", "Event", "Forbidden", "GatewayTimeout", "Info", "Kind",
     "Machine", "MethodNotAllowed", "NotFound", "Param", "PayloadTooLarge", "Plugin",
-    "PluginProvider", "PluginRuntime", "PreconditionFailed", "Profile", "Stage", "Task",
+    "PluginProvider", "PluginRuntime", "PreconditionFailed", "Profile", "RequestTimeout", "Stage", "Task",
     "Template", "TokenResponse", "Unauthorized", "Unavailable", "Unprocessable", "User",
     "decode_as",
 ]

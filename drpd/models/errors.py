@@ -10,6 +10,7 @@ about HTTP.
     ├── Forbidden               (403) not allowed, read-only object
     ├── NotFound                (404)
     ├── MethodNotAllowed        (405)
+    ├── RequestTimeout          (408) the request body did not arrive in time
     ├── Conflict                (409) duplicate key or unique field, failed PATCH test
     ├── PreconditionFailed      (412) If-Match mismatch
     ├── PayloadTooLarge         (413)
@@ -69,6 +70,10 @@ class NotFound(DrpError):
 
 class MethodNotAllowed(DrpError):
     code = 405
+
+
+class RequestTimeout(DrpError):
+    code = 408
 
 
 class Conflict(DrpError):

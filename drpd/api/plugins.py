@@ -1,0 +1,78 @@
+"""Routes that need the plugin manager: provider uploads, instance restarts and logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import trio
+from quart import Blueprint, Response, request
+
+from ..models import Kind, NotFound, Unprocessable
+from ..models.names import is_valid_provider_name
+from .objects import ctx, iter_body, json_response, read_body, resolve, show, wants_wait
+
+bp = Blueprint("plugins", __name__)
+
+
+def manager() -> Any:
+    return ctx().manager
+
+
+@bp.route("/api/v3/plugin_providers/<name>", methods=["POST", "DELETE"])
+async def provider_write(name: str) -> Response:
+    if request.method == "DELETE":
+        await read_body()
+        provider = await manager().registry.remove(name)
+        return json_response(msgspec.to_builtins(provider))
+    if not is_valid_provider_name(name):
+        await read_body()
+        raise Unprocessable(f"invalid provider name {name!r}", model="plugin_providers")
+    existed = name in manager().providers
+    provider = await manager().registry.upload(
+        name, iter_body(ctx().settings.max_upload_size))
+    return json_response(msgspec.to_builtins(provider), 200 if existed else 201)
+
+
+@bp.route("/api/v3/plugin_providers/<name>/binary", methods=["GET"])
+async def provider_binary(name: str) -> Response:
+    await read_body()
+    if name not in manager().providers:
+        raise NotFound(f"plugin_providers {name} not found", model="plugin_providers", key=name)
+    path = manager().binary_path(name)
+    try:
+        data = await trio.Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"the file of provider {name} is gone", model="plugin_providers",
+                       key=name) from None
+    return Response(data, content_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def plugin_restart(kind: Kind, key: str, rest: list[str]) -> Response:
+    await read_body()
+    if request.method != "POST" or rest:
+        raise NotFound(f"no such route under plugins/{key}")
+    record = resolve(kind, key)
+    await manager().restart(record.obj.Name, wants_wait())
+    return json_response(show(kind, ctx().store.get("plugins", record.obj.Name) or record))
+
+
+async def plugin_log(kind: Kind, key: str, rest: list[str]) -> Response:
+    await read_body()
+    if request.method != "GET" or rest:
+        raise NotFound(f"no such route under plugins/{key}")
+    record = resolve(kind, key)
+    sup = manager().supervisors.get(record.obj.Name)
+    lines = list(sup.log_lines) if sup is not None else []
+    raw = request.args.get("lines", "100")
+    try:
+        count = max(0, int(raw))
+    except ValueError:
+        raise Unprocessable(f"lines must be a number, not {raw!r}") from None
+    return json_response(lines[-count:] if count else [])
+
+
+def register(c: Any) -> None:
+    c.extras[("plugins", "restart")] = plugin_restart
+    c.extras[("plugins", "log")] = plugin_log

@@ -1,0 +1,49 @@
+"""Commands that are not plain object CRUD: info, tokens, passwords, events,
+plugin restarts. Plugin actions, providers' uploads, files and the catalog
+join as modules of their own, registered the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .inputs import load_object, parse_duration
+from .registry import NO_OUTPUT, Args, CliError, Context, command, group
+
+group("info", "the server's version, ports and features")
+group("events", "the event bus")
+
+
+@command("get", "", "show the server's /info", ("info",))
+def info(ctx: Context, a: Args) -> Any:
+    return ctx.client.info()
+
+
+@command("token", "<name> [ttl <seconds>]", "issue a bearer token for a user", ("users",))
+def token(ctx: Context, a: Args) -> Any:
+    ttl = None
+    if a["seconds"] is not None:
+        seconds = parse_duration(a["seconds"])
+        if seconds < 1 or seconds != int(seconds):
+            raise CliError(f"bad ttl {a['seconds']!r}: expected a whole number of seconds")
+        ttl = int(seconds)
+    return ctx.client.token(a["name"], ttl)
+
+
+@command("password", "<name> <password>", "set a user's password", ("users",))
+def password(ctx: Context, a: Args) -> Any:
+    return ctx.client.set_password(a["name"], a["password"])
+
+
+@command("restart", "<name>", "restart a plugin instance without editing it", ("plugins",))
+def restart(ctx: Context, a: Args) -> Any:
+    answer = ctx.client.restart_plugin(a["name"])
+    return NO_OUTPUT if answer is None else answer
+
+
+@command("post", "<event>", "publish an event (JSON, YAML, a file or -)", ("events",))
+def post_event(ctx: Context, a: Args) -> Any:
+    event = load_object(a["event"], ctx.stdin)
+    if not isinstance(event, dict):
+        raise CliError("an event is an object with Type, Action, Key, Object")
+    answer = ctx.client.post_event(event)
+    return NO_OUTPUT if answer is None else answer

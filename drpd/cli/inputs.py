@@ -1,0 +1,142 @@
+"""Turning command-line words into values and objects, as DRP's drpcli does.
+
+Two rules, both from API.md:
+
+* a *value* (after ``to``, in ``name value`` pairs, in ``wait``) is JSON when
+  it parses as JSON, else the word itself: ``9`` is a number, ``n`` is the
+  string "n", ``'"9"'`` is the string "9";
+* an *object* argument may be JSON, YAML, the name of a file holding either,
+  or ``-`` for stdin.
+
+YAML is read without timestamp conversion, so ``Version: 2024-01-01`` stays
+the string it is in JSON instead of becoming a date nothing can serialise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import IO, Any
+
+from .registry import CliError
+
+_OBJECT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(name)
+
+
+def parse_value(word: str) -> Any:
+    """JSON if the word is valid JSON, else the word as a string.
+
+    ``NaN`` and ``Infinity`` are not JSON (Python's parser would take them),
+    so they stay strings.
+    """
+    try:
+        value = json.loads(word, parse_constant=_no_constants)
+    except ValueError:
+        return word
+    if isinstance(value, float) and not math.isfinite(value):
+        return word
+    return value
+
+
+def parse_text(text: str, what: str) -> Any:
+    """JSON, else YAML; ``what`` names the source in the error."""
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except ValueError:
+        pass
+    import yaml  # only paid for when the input is not JSON
+
+    try:
+        return yaml.load(text, Loader=_loader())
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise CliError(f"{what} is neither JSON nor YAML: {problem}{where}") from None
+
+
+def load_object(arg: str, stdin: IO[str]) -> Any:
+    """Read an object argument: ``-`` (stdin), a file name, or inline text.
+
+    Inline text that starts like JSON is never looked up as a file; a word
+    ending in ``.json``/``.yaml``/``.yml`` that names no file is an error
+    rather than a string, so a typo in a file name does not create an
+    object named after it.
+    """
+    if arg == "-":
+        text, what = stdin.read(), "stdin"
+    elif arg.lstrip()[:1] in ("{", "[", '"'):
+        text, what = arg, "the argument"
+    elif os.path.isfile(arg):
+        try:
+            with open(arg, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read {arg}: {getattr(exc, 'strerror', None) or exc}") from None
+        what = arg
+    elif arg.endswith(_OBJECT_FILE_SUFFIXES):
+        raise CliError(f"cannot read {arg}: no such file")
+    else:
+        text, what = arg, "the argument"
+    if not text.strip():
+        raise CliError(f"{what} is empty")
+    obj = parse_text(text, what)
+    try:
+        json.dumps(obj, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        # YAML can say things JSON cannot (!!binary, !!set, .nan).
+        raise CliError(f"{what} holds a value JSON cannot carry: {exc}") from None
+    return obj
+
+
+def parse_filters(words: list[str]) -> list[tuple[str, str]]:
+    """``Field=value`` words to query pairs (repeats kept, order kept)."""
+    pairs = []
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not name:
+            raise CliError(f"bad filter {word!r}: expected Field=value")
+        pairs.append((name, value))
+    return pairs
+
+
+def parse_duration(word: str) -> float:
+    """Seconds as a number, or Go-style ``500ms``, ``30s``, ``5m``, ``1h``."""
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    number, scale = word, 1.0
+    for suffix, factor in units:
+        if word.endswith(suffix):
+            number, scale = word[: -len(suffix)], factor
+            break
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise CliError(f"bad timeout {word!r}: expected seconds, or e.g. 30s, 5m") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise CliError(f"bad timeout {word!r}")
+    return seconds
+
+
+_LOADER: type | None = None
+
+
+def _loader() -> type:
+    """SafeLoader minus the timestamp resolver (see the module docstring)."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+        _LOADER = Loader
+    return _LOADER

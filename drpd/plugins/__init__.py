@@ -1,0 +1,1 @@
+"""Plugin providers and the supervised plugin instances that run them."""

@@ -1,0 +1,320 @@
+"""The plugin manager: one nursery holding one supervisor per instance.
+
+It owns the installed providers (``ProviderRegistry``), starts a supervisor
+for every stored instance, and takes part in API writes to ``plugins``
+(``KindHooks``): a write settles (the instance is available, or has
+failed) before the API answers, and only a change of ``Params`` or
+``Provider`` restarts the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from ..auth import Authenticator
+from ..config import Settings
+from ..models import Event, Plugin, PluginProvider
+from ..params import MISSING, ParamChecker
+from ..store import Record, Store
+from . import runtime
+from .processes import RUN_VAR
+from .providers import ProviderRegistry
+from .server_api import ServerApi
+from .supervisor import Supervisor
+
+log = logging.getLogger("drpd.plugins")
+#: environment drpd's own service manager sets that providers must not inherit
+_PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
+                "LISTEN_FDNAMES", "RS_KEY", "RS_USERNAME", "RS_PASSWORD")
+
+
+class PluginManager:
+    def __init__(self, settings: Settings, store: Store, auth: Authenticator, *,
+                 state_root: Path, files_dir: Path, endpoint: str, fileserver: str,
+                 ca_cert: Path | None, params: ParamChecker | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.auth = auth
+        self.state_root = state_root
+        self.files_dir = files_dir
+        self.endpoint = endpoint
+        self.fileserver = fileserver
+        self.ca_cert = ca_cert
+        self.providers: dict[str, PluginProvider] = {}
+        self.supervisors: dict[str, Supervisor] = {}
+        self.registry = ProviderRegistry(self)
+        self.server_api = ServerApi(self)
+        self.params = params or ParamChecker(store)
+        self.run_id = uuid.uuid4().hex
+        self.runtime_dir = runtime.runtime_dir(state_root)
+        self._serial = 0
+        self._verbs: dict[str, str] = {}
+        self._left_file = state_root / "plugins-left.json"
+        self._left: set[str] = set()
+        self._tokens: dict[str, str] = {}
+        self._nursery: trio.Nursery | None = None
+        self._base_env = self._make_base_env()
+
+    # -- running -------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.to_thread.run_sync(runtime.prepare, self.runtime_dir)
+        self._left = await trio.to_thread.run_sync(self._load_left)
+        reaper = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "drpd.plugins.reaper", self.run_id],
+            stdin=subprocess.PIPE, start_new_session=True,
+        )
+        try:
+            for record in self.store.list("plugin_providers"):
+                self.providers[record.obj.Name] = record.obj
+            await self.registry.scan()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for record in self.store.list("plugins"):
+                    self._start(record.obj)
+                nursery.start_soon(self.registry.watch)
+                task_status.started()
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True):
+                # end of file tells the reaper drpd is done; it sweeps and exits
+                assert reaper.stdin is not None
+                await reaper.stdin.aclose()
+                with trio.move_on_after(10):
+                    await reaper.wait()
+
+    def _start(self, plugin: Plugin) -> Supervisor:
+        assert self._nursery is not None, "the plugin manager is not running"
+        sup = Supervisor(self, plugin)
+        self.supervisors[plugin.Name] = sup
+        self._nursery.start_soon(sup.run, name=f"supervisor:{plugin.Name}")
+        return sup
+
+    async def _stop(self, name: str) -> None:
+        sup = self.supervisors.pop(name, None)
+        if sup is not None:
+            sup.scope.cancel()
+            await sup.done.wait()
+
+    @property
+    def settle_timeout(self) -> float:
+        s = self.settings
+        return s.ready_timeout * 2 + s.config_timeout + s.stop_grace * 2 + 5
+
+    # -- KindHooks for "plugins" ------------------------------------------------
+    def present(self, record: Record, data: dict[str, Any]) -> dict[str, Any]:
+        sup = self.supervisors.get(record.obj.Name)
+        if sup is None:
+            data.update(Available=False, Errors=["not running"], PluginErrors=[],
+                        Runtime={"State": "stopped", "Pid": 0, "StartedAt": "", "Restarts": 0})
+            return data
+        data.update(Available=sup.available, Errors=list(sup.errors),
+                    PluginErrors=list(sup.plugin_errors),
+                    Runtime=msgspec.to_builtins(sup.runtime))
+        return data
+
+    def prepare(self, old: Any | None, new: Any) -> Any:
+        # Available, Errors, PluginErrors and Runtime are runtime state, never stored
+        new.Available = False
+        new.Errors = []
+        new.PluginErrors = []
+        new.Runtime = None
+        return new
+
+    async def after_write(self, action: str, old: Record | None, new: Record | None,
+                          wait: bool) -> None:
+        if action == "delete":
+            assert old is not None
+            await self._stop(old.obj.Name)
+            self._tokens.pop(old.obj.Name, None)
+            if old.obj.Name in self._left:
+                await self.set_left(old.obj.Name, False)
+            return
+        assert new is not None
+        plugin: Plugin = new.obj
+        sup = self.supervisors.get(plugin.Name)
+        if sup is None:
+            sup = self._start(plugin)
+        else:
+            before: Plugin = sup.plugin
+            restart = (before.Params != plugin.Params or before.Provider != plugin.Provider
+                       or sup.left)
+            if sup.left:
+                await self.set_left(plugin.Name, False)
+            sup.update(plugin, restart=restart)
+            if not restart:
+                return
+        if wait:
+            with trio.move_on_after(self.settle_timeout):
+                await sup.wait_settled()
+
+    async def restart(self, name: str, wait: bool) -> None:
+        sup = self.supervisors.get(name)
+        if sup is None:
+            return
+        if sup.left:
+            await self.set_left(name, False)
+        sup.restart()
+        if wait:
+            with trio.move_on_after(self.settle_timeout):
+                await sup.wait_settled()
+
+    # -- what supervisors ask ------------------------------------------------------
+    def problem(self, plugin: Plugin) -> str | None:
+        """Why the instance cannot start now, or None."""
+        provider = self.providers.get(plugin.Provider)
+        if provider is None:
+            return f"provider {plugin.Provider!r} is not installed"
+        missing = [name for name in provider.RequiredParams or []
+                   if name not in plugin.Params and self.params.default(name) is MISSING]
+        if missing:
+            return f"missing required param{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+        for name, value in plugin.Params.items():
+            problem = self.params.problem(name, value)
+            if problem:
+                return problem
+        return None
+
+    def expanded_params(self, plugin: Plugin) -> dict[str, Any]:
+        params = dict(plugin.Params)
+        provider = self.providers.get(plugin.Provider)
+        if provider is not None:
+            for name in [*(provider.RequiredParams or []), *(provider.OptionalParams or [])]:
+                if name not in params:
+                    default = self.params.default(name)
+                    if default is not MISSING:
+                        params[name] = default
+        return params
+
+    def next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def scratch_dir(self, name: str) -> Path:
+        path = self.state_root / "scratch" / name
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+
+    def binary_path(self, provider: str) -> Path:
+        return self.settings.plugin_path / provider
+
+    def verb_for(self, provider: str) -> str:
+        return self._verbs.get(provider, "serve")
+
+    def remember_verb(self, provider: str, verb: str) -> None:
+        self._verbs[provider] = verb
+
+    def _make_base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+        env["PATH"] = os.pathsep.join(
+            [os.path.dirname(sys.executable), env.get("PATH", "/usr/bin:/bin")])
+        env.update(
+            RS_ENDPOINT=self.endpoint,
+            RS_CA_CERT=str(self.ca_cert) if self.ca_cert else "",
+            RS_FILESERVER=self.fileserver,
+            RS_WEBROOT=str(self.files_dir),
+        )
+        env[RUN_VAR] = self.run_id
+        return env
+
+    def provider_env(self, instance: str | None) -> dict[str, str]:
+        env = dict(self._base_env)
+        env["RS_TOKEN"] = self.token_for(instance) if instance else ""
+        return env
+
+    def token_for(self, instance: str) -> str:
+        token = self._tokens.get(instance)
+        if token is None:
+            token = self.auth.issue(f"plugin:{instance}", None, instance=instance)
+            self._tokens[instance] = token
+        return token
+
+    async def lifecycle(self, name: str, action: str, obj: dict[str, Any]) -> None:
+        await self.store.emit(Event(Type="plugins", Action=action, Key=name, Principal="drpd",
+                                    Object=obj))
+
+    # -- leaving -------------------------------------------------------------------
+    def is_left(self, name: str) -> bool:
+        return name in self._left
+
+    async def set_left(self, name: str, left: bool) -> None:
+        if left == (name in self._left):
+            return
+        if left:
+            self._left.add(name)
+        else:
+            self._left.discard(name)
+        await trio.to_thread.run_sync(self._save_left, sorted(self._left))
+
+    def _load_left(self) -> set[str]:
+        try:
+            return set(json.loads(self._left_file.read_text()))
+        except FileNotFoundError:
+            return set()
+        except (ValueError, OSError) as exc:
+            log.error("cannot read %s (%s): no instance is kept stopped", self._left_file, exc)
+            return set()
+
+    def _save_left(self, names: list[str]) -> None:
+        tmp = self._left_file.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(names, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._left_file)
+
+    # -- providers -------------------------------------------------------------------
+    async def provider_changed(self, name: str, *, replaced: bool, wait: bool = False) -> None:
+        """Restart (new bytes) or re-check (installed, removed) the provider's instances.
+
+        With ``wait``, returns once each of them has settled (bounded).
+        """
+        affected = [sup for sup in self.supervisors.values() if sup.plugin.Provider == name]
+        for sup in affected:
+            if replaced and name in self.providers:
+                sup.restart()
+            else:
+                sup.poke()
+        provider = self.providers.get(name)
+        if provider is not None and provider.AutoStart and self.store.get("plugins", name) is None:
+            log.info("provider %s is AutoStart: creating instance %s", name, name)
+            record = await self.store.create(
+                "plugins", Plugin(Name=name, Provider=name, Validated=True), principal="drpd")
+            if self._nursery is not None:
+                affected.append(self._start(record.obj))
+        if wait:
+            with trio.move_on_after(self.settle_timeout):
+                for sup in affected:
+                    await sup.wait_settled()
+
+    def params_changed(self) -> None:
+        """A params object changed: instances waiting on a param may start now."""
+        for sup in self.supervisors.values():
+            if not sup.available:
+                sup.poke()
+
+
+class ParamsHooks:
+    """Pokes waiting instances when a ``params`` object (schema, default) changes."""
+
+    def __init__(self, manager: PluginManager) -> None:
+        self.manager = manager
+
+    def present(self, record: Record, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    def prepare(self, old: Any | None, new: Any) -> Any:
+        return new
+
+    async def after_write(self, action: str, old: Record | None, new: Record | None,
+                          wait: bool) -> None:
+        self.manager.params_changed()

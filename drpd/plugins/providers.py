@@ -1,0 +1,217 @@
+"""Installed providers: the plugin directory, uploads, and its watcher.
+
+A provider is installed when its executable sits at ``<plugin-dir>/<Name>``
+and its ``define`` answer is stored as a ``plugin_providers`` record with the
+file's ``Size`` and ``Sha256``. Every way in (found at start, dropped into
+the directory while drpd runs, uploaded through the API) goes through
+``install``: define, validate, then (for uploads) an atomic rename, then
+the record. A bad file changes nothing that was installed.
+
+Files whose name starts with ``.`` are drpd's own temporary uploads and are
+never treated as providers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+import trio
+
+from ..models import NotFound, PluginProvider, Unprocessable
+from ..models.names import is_valid_provider_name
+from .define import DefineError, define, file_digest, run_verb
+
+if TYPE_CHECKING:
+    from .manager import PluginManager
+
+log = logging.getLogger("drpd.providers")
+Fingerprint = tuple[int, int, int]  # inode, size, mtime_ns
+
+
+def _fingerprints(directory: Path) -> dict[str, Fingerprint]:
+    found = {}
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return {}
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found[entry.name] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return found
+
+
+class ProviderRegistry:
+    def __init__(self, manager: PluginManager) -> None:
+        self.manager = manager
+        self.directory = manager.settings.plugin_path
+        self._locks: dict[str, trio.Lock] = {}
+        self._seen: dict[str, Fingerprint] = {}
+
+    def _lock(self, name: str) -> trio.Lock:
+        return self._locks.setdefault(name, trio.Lock())
+
+    # -- start-up and watching ------------------------------------------------
+    async def scan(self) -> None:
+        """Make the records match the directory (at start, and on each poll)."""
+        current = await trio.to_thread.run_sync(_fingerprints, self.directory)
+        changed = [n for n, fp in current.items() if self._seen.get(n) != fp]
+        gone = [n for n in self._seen if n not in current]
+        self._seen = current
+        for name in gone:
+            if self.manager.providers.get(name) is not None:
+                log.info("provider %s: its file is gone; removing it", name)
+                await self._forget(name)
+        for name in changed:
+            try:
+                await self.install(self.directory / name, expected=name, in_place=True)
+            except DefineError as exc:
+                log.error("provider file %s rejected: %s", name, exc)
+        # records whose file vanished while drpd was not running
+        for name in list(self.manager.providers):
+            if name not in current:
+                await self._forget(name)
+
+    async def watch(self) -> None:
+        while True:
+            await trio.sleep(self.manager.settings.plugin_dir_poll)
+            await self.scan()
+
+    # -- installing --------------------------------------------------------------
+    async def install(self, source: Path, *, expected: str | None,
+                      in_place: bool = False) -> PluginProvider:
+        """Define ``source`` and install it as ``<plugin-dir>/<Name>``.
+
+        ``in_place`` files already sit at their final path (found in the
+        directory). Raises ``DefineError`` when the file is not a provider.
+        """
+        manager = self.manager
+        if in_place:
+            size, sha = await trio.to_thread.run_sync(file_digest, source)
+            known = manager.providers.get(source.name)
+            if known is not None and known.Sha256 == sha:
+                return known  # the same bytes again change nothing
+        await trio.to_thread.run_sync(os.chmod, source, 0o755)
+        provider = await define(source, env=manager.provider_env(None),
+                                limit=manager.settings.define_timeout)
+        if expected is not None and provider.Name != expected:
+            raise DefineError(
+                f"{source.name} defines provider {provider.Name!r}, not {expected!r}"
+            )
+        size, sha = await trio.to_thread.run_sync(file_digest, source)
+        provider.Size, provider.Sha256 = size, sha
+        async with self._lock(provider.Name):
+            if not in_place:
+                await trio.to_thread.run_sync(os.replace, source, self.directory / provider.Name)
+                fingerprints = await trio.to_thread.run_sync(_fingerprints, self.directory)
+                if provider.Name in fingerprints:
+                    self._seen[provider.Name] = fingerprints[provider.Name]
+            old = manager.providers.get(provider.Name)
+            if old is not None and old.Sha256 == sha:
+                return old
+            await self._store(provider)
+            manager.providers[provider.Name] = provider
+            await self._unpack(provider.Name)
+            log.info("provider %s %s installed (%d bytes, sha256 %s)", provider.Name,
+                     provider.Version, size, sha[:12])
+            await manager.provider_changed(provider.Name, replaced=old is not None,
+                                           wait=not in_place)
+            return provider
+
+    async def _store(self, provider: PluginProvider) -> None:
+        store = self.manager.store
+        if store.get("plugin_providers", provider.Name) is None:
+            await store.create("plugin_providers", provider, principal="drpd")
+        else:
+            await store.modify("plugin_providers", provider.Name, lambda old: provider,
+                               principal="drpd")
+
+    async def _unpack(self, name: str) -> None:
+        manager = self.manager
+        target = manager.files_dir / "plugin_providers" / name
+        staging = Path(await trio.to_thread.run_sync(
+            lambda: tempfile.mkdtemp(prefix=f".unpack-{name}-", dir=manager.files_dir)))
+        try:
+            result = await run_verb(self.directory / name, ["unpack", str(staging)],
+                                    env=manager.provider_env(None),
+                                    limit=manager.settings.define_timeout)
+            if result.returncode != 0:
+                log.warning("provider %s: unpack exited %d: %s", name, result.returncode,
+                            result.stderr.decode(errors="replace").strip()[-300:])
+                return
+
+            def swap() -> None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if any(staging.iterdir()):
+                    old = target.with_name(f".old-{name}")
+                    if target.exists():
+                        os.replace(target, old)
+                    os.replace(staging, target)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    shutil.rmtree(target, ignore_errors=True)
+
+            await trio.to_thread.run_sync(swap)
+        except (trio.TooSlowError, OSError) as exc:
+            log.warning("provider %s: unpack failed: %s", name, exc)
+        finally:
+            await trio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
+
+    async def upload(self, name: str, chunks: AsyncIterator[bytes]) -> PluginProvider:
+        """Stream an uploaded executable to a temporary file, then ``install`` it."""
+        if not is_valid_provider_name(name):
+            raise Unprocessable(f"invalid provider name {name!r}", model="plugin_providers")
+        fd, tmp = await trio.to_thread.run_sync(
+            lambda: tempfile.mkstemp(prefix=".upload-", dir=self.directory))
+        path = Path(tmp)
+        try:
+            async with trio.wrap_file(os.fdopen(fd, "wb")) as f:
+                async for chunk in chunks:
+                    await f.write(chunk)
+                await f.flush()
+                await trio.to_thread.run_sync(os.fsync, fd)
+            try:
+                return await self.install(path, expected=name)
+            except DefineError as exc:
+                raise Unprocessable(str(exc), model="plugin_providers", key=name) from None
+        finally:
+            await trio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+    async def remove(self, name: str) -> PluginProvider:
+        if self.manager.providers.get(name) is None:
+            raise NotFound(f"plugin_providers {name} not found", model="plugin_providers", key=name)
+        async with self._lock(name):
+            await trio.to_thread.run_sync(
+                lambda: (self.directory / name).unlink(missing_ok=True))
+            self._seen.pop(name, None)
+            return await self._forget(name, wait=True)
+
+    async def _forget(self, name: str, *, wait: bool = False) -> PluginProvider:
+        manager = self.manager
+        provider = manager.providers.pop(name, None)
+        record = manager.store.get("plugin_providers", name)
+        if record is not None:
+            await manager.store.delete("plugin_providers", name, principal="drpd")
+            provider = provider or record.obj
+        unpacked = manager.files_dir / "plugin_providers" / name
+        await trio.to_thread.run_sync(lambda: shutil.rmtree(unpacked, ignore_errors=True))
+        await manager.provider_changed(name, replaced=False, wait=wait)
+        assert provider is not None
+        return provider
+
+
+def provider_json(provider: PluginProvider) -> bytes:
+    return msgspec.json.encode(provider)
