@@ -70,6 +70,8 @@ class PluginRuntime(Struct, kw_only=True):
     Pid: int = 0
     StartedAt: str = ""
     Restarts: int = 0
+    #: actions running on the instance now
+    InFlight: int = 0
 
 
 class Plugin(Base, kw_only=True):

@@ -23,10 +23,11 @@ import trio
 
 from ..auth import Authenticator
 from ..config import Settings
-from ..models import Event, Plugin, PluginProvider
+from ..models import Event, Plugin, PluginProvider, PluginRuntime
 from ..params import MISSING, ParamChecker
 from ..store import Record, Store
 from . import runtime
+from .actions import ActionDispatcher
 from .processes import RUN_VAR
 from .providers import ProviderRegistry
 from .server_api import ServerApi
@@ -53,6 +54,7 @@ class PluginManager:
         self.providers: dict[str, PluginProvider] = {}
         self.supervisors: dict[str, Supervisor] = {}
         self.registry = ProviderRegistry(self)
+        self.actions = ActionDispatcher(self)
         self.server_api = ServerApi(self)
         self.params = params or ParamChecker(store)
         self.run_id = uuid.uuid4().hex
@@ -64,6 +66,8 @@ class PluginManager:
         self._tokens: dict[str, str] = {}
         self._nursery: trio.Nursery | None = None
         self._base_env = self._make_base_env()
+        #: drpd.secure.SecureParams, when secure params are enabled
+        self.secure: Any = None
 
     # -- running -------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -115,7 +119,7 @@ class PluginManager:
         sup = self.supervisors.get(record.obj.Name)
         if sup is None:
             data.update(Available=False, Errors=["not running"], PluginErrors=[],
-                        Runtime={"State": "stopped", "Pid": 0, "StartedAt": "", "Restarts": 0})
+                        Runtime=msgspec.to_builtins(PluginRuntime()))
             return data
         data.update(Available=sup.available, Errors=list(sup.errors),
                     PluginErrors=list(sup.plugin_errors),
@@ -185,7 +189,7 @@ class PluginManager:
         return None
 
     def expanded_params(self, plugin: Plugin) -> dict[str, Any]:
-        params = dict(plugin.Params)
+        params = self.reveal(dict(plugin.Params))
         provider = self.providers.get(plugin.Provider)
         if provider is not None:
             for name in [*(provider.RequiredParams or []), *(provider.OptionalParams or [])]:
@@ -194,6 +198,17 @@ class PluginManager:
                     if default is not MISSING:
                         params[name] = default
         return params
+
+    def reveal(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Params as providers see them: secure values in clear text."""
+        secure = self.secure
+        return {k: secure.reveal(v) for k, v in params.items()} if secure else params
+
+    def reveal_object(self, prefix: str, data: Any) -> Any:
+        """An object's JSON as providers see it: its secure param values in clear."""
+        if self.secure is None or not isinstance(data, dict) or "Params" not in data:
+            return data
+        return {**data, "Params": self.reveal(data["Params"])}
 
     def next_serial(self) -> int:
         self._serial += 1

@@ -26,7 +26,8 @@ import logging
 import signal
 import subprocess
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,7 @@ import msgspec
 import trio
 
 from ..http11 import HTTPError, UnixHTTPClient, serve_unix
-from ..models import Error, Plugin, PluginProvider, PluginRuntime
+from ..models import Error, Plugin, PluginProvider, PluginRuntime, Unavailable
 from .processes import INSTANCE_VAR, kill_marked, signal_group
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ class Supervisor:
         self.restarts = 0
         self.left = manager.is_left(self.name)
         self.client: UnixHTTPClient | None = None
+        self.inflight = 0
+        self._idle = trio.Event()
         self._run: _Run | None = None
         self._generation = 0
         self._changed = trio.Event()
@@ -112,7 +115,7 @@ class Supervisor:
     @property
     def runtime(self) -> PluginRuntime:
         return PluginRuntime(State=self.state, Pid=self.pid, StartedAt=self.started_at,
-                             Restarts=self.restarts)
+                             Restarts=self.restarts, InFlight=self.inflight)
 
     def update(self, plugin: Plugin, *, restart: bool) -> None:
         self.plugin = plugin
@@ -127,6 +130,27 @@ class Supervisor:
         self._generation += 1
         self._unsettle()
         self._changed.set()
+
+    @contextmanager
+    def action_slot(self) -> Iterator[UnixHTTPClient]:
+        """Count an action in flight (a stop waits for them, up to its grace)."""
+        client = self.client
+        if not self.available or client is None:
+            raise Unavailable(f"plugin {self.name} is not available"
+                              + (f": {self.errors[0]}" if self.errors else ""),
+                              model="plugins", key=self.name)
+        self.inflight += 1
+        try:
+            yield client
+        finally:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self._idle.set()
+
+    async def _drain_actions(self) -> None:
+        while self.inflight:
+            self._idle = trio.Event()
+            await self._idle.wait()
 
     def leave(self) -> None:
         """The provider said ``leaving``: stop, and stay stopped until updated."""
@@ -409,6 +433,8 @@ class Supervisor:
         with trio.CancelScope(shield=True):
             if process.returncode is None:
                 with trio.move_on_after(grace):
+                    # actions in flight get the grace period to finish
+                    await self._drain_actions()
                     try:
                         with trio.move_on_after(min(grace, 5.0)):
                             await run.client.request("POST", "/api-plugin/v4/stop")

@@ -70,6 +70,11 @@ async def sleep(ctx: Context, action: Action) -> Any:
     return {"Slept": delay}
 
 
+@provider.action("target", model="machines", required=["echo/target"])
+async def target(ctx: Context, action: Action) -> Any:
+    return {"Params": action.Params}
+
+
 @provider.action("fail", model="machines")
 async def fail(ctx: Context, action: Action) -> Any:
     raise ActionError(418, "I'm a teapot")
