@@ -11,6 +11,7 @@ The memory copy changes only after the commit succeeded.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import os
 import sqlite3
@@ -86,6 +87,10 @@ class SQLiteStore:
         self._lock = trio.Lock()
         self._data: dict[str, dict[str, Record]] = {p: {} for p in self.kinds}
         self._sorted: dict[str, list[Record]] = {}
+        #: sorted keys of each prefix, kept up to date by inserts and deletes
+        self._keys: dict[str, list[str]] = {p: [] for p in self.kinds}
+        #: (prefix, field) -> value -> key, for each kind's unique fields
+        self._unique: dict[tuple[str, str], dict[Any, str]] = {}
         self._seq = 0
         self._reserved = 0
 
@@ -129,6 +134,10 @@ class SQLiteStore:
                 kind = self.kinds.get(prefix)
                 obj = msgspec.json.decode(data, type=kind.model) if kind else msgspec.json.decode(data)
                 self._data.setdefault(prefix, {})[key] = Record(obj, rev)
+            for prefix, bucket in self._data.items():
+                self._keys[prefix] = sorted(bucket)
+                for key, record in bucket.items():
+                    self._index_add(prefix, key, record.obj)
         except BaseException:
             conn.close()
             raise
@@ -149,6 +158,7 @@ class SQLiteStore:
         """Serve another prefix (a provider's StoreObjects type)."""
         self.kinds[kind.prefix] = kind
         self._data.setdefault(kind.prefix, {})
+        self._keys.setdefault(kind.prefix, sorted(self._data[kind.prefix]))
 
     # -- reads -----------------------------------------------------------
     @property
@@ -162,11 +172,15 @@ class SQLiteStore:
         cached = self._sorted.get(prefix)
         if cached is None:
             objs = self._data.get(prefix, {})
-            cached = [objs[k] for k in sorted(objs)]
+            cached = [objs[k] for k in self._keys.get(prefix, ())]
             self._sorted[prefix] = cached
         return cached
 
     def find(self, prefix: str, field: str, value: str) -> Record | None:
+        index = self._unique.get((prefix, field))
+        if index is not None:
+            key = index.get(value)
+            return None if key is None else self._data[prefix].get(key)
         for record in self._data.get(prefix, {}).values():
             if getattr(record.obj, field, None) == value:
                 return record
@@ -248,13 +262,28 @@ class SQLiteStore:
             value = getattr(obj, field, None)
             if not value:
                 continue
-            for other_key, record in self._data[kind.prefix].items():
-                if other_key != key and getattr(record.obj, field, None) == value:
-                    raise Conflict(
-                        f"{kind.prefix} {other_key} already has {field} {value!r}",
-                        model=kind.prefix,
-                        key=key,
-                    )
+            other_key = self._unique.get((kind.prefix, field), {}).get(value)
+            if other_key is not None and other_key != key:
+                raise Conflict(
+                    f"{kind.prefix} {other_key} already has {field} {value!r}",
+                    model=kind.prefix,
+                    key=key,
+                )
+
+    def _index_add(self, prefix: str, key: str, obj: Any) -> None:
+        kind = self.kinds.get(prefix)
+        for field in kind.unique if kind else ():
+            value = getattr(obj, field, None)
+            if value:
+                self._unique.setdefault((prefix, field), {})[value] = key
+
+    def _index_remove(self, prefix: str, key: str, obj: Any) -> None:
+        kind = self.kinds.get(prefix)
+        for field in kind.unique if kind else ():
+            index = self._unique.get((prefix, field), {})
+            value = getattr(obj, field, None)
+            if value and index.get(value) == key:
+                del index[value]
 
     async def transact(self, changes: Iterable[tuple[str, str, Any | None]], *, principal: str) -> list[Record]:
         """Write several objects (``None`` deletes) in one all-or-nothing commit."""
@@ -290,16 +319,23 @@ class SQLiteStore:
         records = []
         for (prefix, key, rev, _), change in zip(rows, changes, strict=True):
             bucket = self._data.setdefault(prefix, {})
+            keys = self._keys.setdefault(prefix, [])
             self._sorted.pop(prefix, None)
+            if change.old is not None:
+                self._index_remove(prefix, key, change.old.obj)
             if change.new is None:
                 record = change.old
                 assert record is not None
                 del bucket[key]
+                del keys[bisect.bisect_left(keys, key)]
                 action = "delete"
                 obj, original = public_view(prefix, record.obj), None
             else:
                 record = Record(change.new, rev)
+                if key not in bucket:
+                    bisect.insort(keys, key)
                 bucket[key] = record
+                self._index_add(prefix, key, change.new)
                 action = "create" if change.old is None else "update"
                 obj = public_view(prefix, change.new)
                 original = None if change.old is None else public_view(prefix, change.old.obj)
