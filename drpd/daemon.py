@@ -134,6 +134,7 @@ class Daemon:
 
         from .api.app import create_app
         from .api.context import ApiContext
+        from .content import ContentService
         from .params import ParamChecker
         from .plugins.manager import ParamsHooks, PluginManager
         from .plugins.runtime import RuntimeDirError
@@ -173,7 +174,7 @@ class Daemon:
                 context = ApiContext(
                     settings=settings, store=self.store, bus=self.bus, auth=auth,
                     api_port=self.api_port, static_port=self.static_port, version=__version__,
-                    params=ParamChecker(self.store),
+                    params=ParamChecker(self.store), content=ContentService(self.store),
                 )
                 self.context = context
                 if not settings.no_tls:
@@ -197,7 +198,7 @@ class Daemon:
                         settings, self.store, auth, state_root=self.state.root,
                         files_dir=self.state.files, endpoint=self.endpoint,
                         fileserver=f"http://{url_host(settings.bind)}:{self.static_port}",
-                        ca_cert=self.cert, params=context.params,
+                        ca_cert=self.cert, params=context.params, content=context.content,
                     )
                     await trio.to_thread.run_sync(prepare_runtime_dir, manager.runtime_dir)
                 except RuntimeDirError as exc:

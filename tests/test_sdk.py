@@ -181,7 +181,7 @@ async def test_define_prints_the_provider() -> None:
     assert "echo/delay" in (defined.OptionalParams or [])
     assert defined.HasPublish is True
     actions = {a.Command: a for a in defined.AvailableActions or []}
-    assert sorted(actions) == ["crash", "echo", "fail", "sleep", "status", "whoami"]
+    assert sorted(actions) == ["crash", "echo", "fail", "sleep", "status", "target", "whoami"]
     assert actions["echo"].Model == "machines"
     assert actions["echo"].RequiredParams == ["echo/greeting"]
     assert actions["whoami"].Model == "plugins" and actions["status"].Model == "system"

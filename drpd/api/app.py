@@ -7,7 +7,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from ..models import DrpError, NotFound
-from . import actions, objects, plugins, system
+from . import actions, contents, objects, plugins, system
 from .context import ApiContext
 from .errors import drp_error, http_error, unexpected_error
 
@@ -47,6 +47,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     app.register_blueprint(system.bp)
     app.register_blueprint(plugins.bp)
     app.register_blueprint(actions.bp)
+    app.register_blueprint(contents.bp)
     app.register_blueprint(objects.bp)
     app.register_error_handler(DrpError, drp_error)
     app.register_error_handler(HTTPException, http_error)

@@ -38,6 +38,8 @@ class ApiContext:
     version: str = "0.1.0"
     started: float = field(default_factory=time.monotonic)
     params: ParamChecker | None = None
+    #: drpd.content.ContentService
+    content: Any = None
     hooks: dict[str, KindHooks] = field(default_factory=dict)
     #: the plugin manager (drpd.plugins.manager.PluginManager)
     manager: Any = None

@@ -198,8 +198,9 @@ async def collection(prefix: str) -> Response:
     limit = _int_arg("limit", None)
     filters = {k: v for k, v in args.items() if k not in ("offset", "limit", "decode")}
     items = [show(kind, r) for r in records]
+    known = getattr(kind.model, "__struct_fields__", None)  # None: any field (StoreObjects)
     for field_name, wanted in filters.items():
-        if field_name not in kind.model.__struct_fields__:
+        if known is not None and field_name not in known:
             raise BadRequest(f"{prefix} has no field {field_name!r} to filter on", model=prefix)
         items = [item for item in items if _matches(item.get(field_name), wanted)]
     items = items[offset:] if limit is None else items[offset : offset + limit]

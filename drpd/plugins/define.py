@@ -12,8 +12,9 @@ from pathlib import Path
 import msgspec
 import trio
 
-from ..models import PluginProvider
-from ..models.names import is_valid_provider_name
+from ..models import KINDS, PluginProvider
+from ..models.extended import extended_kind
+from ..models.names import is_valid_name, is_valid_provider_name
 from .processes import signal_group
 
 _decode = msgspec.json.Decoder(PluginProvider)
@@ -92,6 +93,14 @@ def validate(provider: PluginProvider, binary: Path) -> PluginProvider:
     provider.RequiredParams = provider.RequiredParams or []
     provider.OptionalParams = provider.OptionalParams or []
     provider.StoreObjects = provider.StoreObjects or {}
+    for prefix, schema in provider.StoreObjects.items():
+        if not is_valid_name(prefix) or prefix in KINDS:
+            raise DefineError(f"{binary} define: StoreObjects prefix {prefix!r} is not allowed")
+        try:
+            extended_kind(prefix, schema, provider=provider.Name)
+        except Exception as exc:  # jsonschema.SchemaError and friends
+            raise DefineError(
+                f"{binary} define: StoreObjects {prefix!r} has a bad schema: {exc}") from None
     provider.Meta = provider.Meta or {}
     provider.Errors = []
     provider.Validated = True

@@ -23,7 +23,9 @@ import trio
 
 from ..auth import Authenticator
 from ..config import Settings
+from ..content import ContentService
 from ..models import Event, Plugin, PluginProvider, PluginRuntime
+from ..models.extended import ExtendedKind, extended_kind
 from ..params import MISSING, ParamChecker
 from ..store import Record, Store
 from . import runtime
@@ -42,7 +44,8 @@ _PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", 
 class PluginManager:
     def __init__(self, settings: Settings, store: Store, auth: Authenticator, *,
                  state_root: Path, files_dir: Path, endpoint: str, fileserver: str,
-                 ca_cert: Path | None, params: ParamChecker | None = None) -> None:
+                 ca_cert: Path | None, params: ParamChecker | None = None,
+                 content: ContentService | None = None) -> None:
         self.settings = settings
         self.store = store
         self.auth = auth
@@ -57,6 +60,7 @@ class PluginManager:
         self.actions = ActionDispatcher(self)
         self.server_api = ServerApi(self)
         self.params = params or ParamChecker(store)
+        self.content = content or ContentService(store)
         self.run_id = uuid.uuid4().hex
         self.runtime_dir = runtime.runtime_dir(state_root)
         self._serial = 0
@@ -81,6 +85,7 @@ class PluginManager:
             for record in self.store.list("plugin_providers"):
                 self.providers[record.obj.Name] = record.obj
             await self.registry.scan()
+            self.sync_object_types()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 for record in self.store.list("plugins"):
@@ -288,11 +293,38 @@ class PluginManager:
         os.replace(tmp, self._left_file)
 
     # -- providers -------------------------------------------------------------------
+    def sync_object_types(self) -> None:
+        """Serve each installed provider's StoreObjects prefixes; keep the
+        objects of prefixes nobody declares any more, read-only."""
+        store = self.store
+        declared: dict[str, tuple[str, Any]] = {}
+        for provider in sorted(self.providers.values(), key=lambda p: p.Name):
+            for prefix, schema in (provider.StoreObjects or {}).items():
+                if prefix in declared:
+                    log.error("provider %s: StoreObjects %s is already declared by %s",
+                              provider.Name, prefix, declared[prefix][0])
+                    continue
+                declared[prefix] = (provider.Name, schema)
+        for prefix, (owner, schema) in declared.items():
+            current = store.kinds.get(prefix)
+            if (isinstance(current, ExtendedKind) and current.writable
+                    and current.provider == owner and current.schema == schema):
+                continue
+            store.add_kind(extended_kind(prefix, schema, provider=owner))
+        for prefix, kind in list(store.kinds.items()):
+            if isinstance(kind, ExtendedKind) and prefix not in declared and kind.writable:
+                store.add_kind(extended_kind(prefix, kind.schema, provider=kind.provider,
+                                             writable=False))
+        for prefix in store.stored_prefixes():
+            if prefix not in store.kinds:
+                store.add_kind(extended_kind(prefix, {}, provider="", writable=False))
+
     async def provider_changed(self, name: str, *, replaced: bool, wait: bool = False) -> None:
         """Restart (new bytes) or re-check (installed, removed) the provider's instances.
 
         With ``wait``, returns once each of them has settled (bounded).
         """
+        self.sync_object_types()
         affected = [sup for sup in self.supervisors.values() if sup.plugin.Provider == name]
         for sup in affected:
             if replaced and name in self.providers:

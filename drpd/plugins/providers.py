@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from ..models import NotFound, PluginProvider, Unprocessable
+from ..content import parse_bundle
+from ..models import BadRequest, Content, DrpError, NotFound, PluginProvider, Unprocessable
 from ..models.names import is_valid_provider_name
 from .define import DefineError, define, file_digest, run_verb
 
@@ -78,7 +79,7 @@ class ProviderRegistry:
         for name in changed:
             try:
                 await self.install(self.directory / name, expected=name, in_place=True)
-            except DefineError as exc:
+            except (DefineError, DrpError) as exc:
                 log.error("provider file %s rejected: %s", name, exc)
         # records whose file vanished while drpd was not running
         for name in list(self.manager.providers):
@@ -113,6 +114,9 @@ class ProviderRegistry:
             )
         size, sha = await trio.to_thread.run_sync(file_digest, source)
         provider.Size, provider.Sha256 = size, sha
+        bundle = self._bundle_of(provider)
+        if bundle is not None:
+            manager.content.check(bundle)  # a clash refuses the provider, changing nothing
         async with self._lock(provider.Name):
             if not in_place:
                 await trio.to_thread.run_sync(os.replace, source, self.directory / provider.Name)
@@ -124,12 +128,29 @@ class ProviderRegistry:
                 return old
             await self._store(provider)
             manager.providers[provider.Name] = provider
+            await self._install_bundle(provider.Name, bundle)
             await self._unpack(provider.Name)
             log.info("provider %s %s installed (%d bytes, sha256 %s)", provider.Name,
                      provider.Version, size, sha[:12])
             await manager.provider_changed(provider.Name, replaced=old is not None,
                                            wait=not in_place)
             return provider
+
+    def _bundle_of(self, provider: PluginProvider) -> Content | None:
+        if not provider.Content:
+            return None
+        bundle = parse_bundle(provider.Content, what=f"provider {provider.Name} Content")
+        bundle.meta.Name = provider.Name
+        bundle.meta.Source = bundle.meta.Source or f"plugin_provider:{provider.Name}"
+        self.manager.content.objects_of(bundle)  # validates every object
+        return bundle
+
+    async def _install_bundle(self, name: str, bundle: Content | None) -> None:
+        content = self.manager.content
+        if bundle is not None:
+            await content.install(bundle, principal=f"plugin_provider:{name}")
+        elif self.manager.store.get("contents", name) is not None:
+            await content.remove(name, principal=f"plugin_provider:{name}")
 
     async def _store(self, provider: PluginProvider) -> None:
         store = self.manager.store
@@ -187,6 +208,8 @@ class ProviderRegistry:
                 return await self.install(path, expected=name)
             except DefineError as exc:
                 raise Unprocessable(str(exc), model="plugin_providers", key=name) from None
+            except BadRequest as exc:  # its Content is not a valid bundle
+                raise Unprocessable(str(exc), model="plugin_providers", key=name) from None
         finally:
             await trio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
 
@@ -206,6 +229,9 @@ class ProviderRegistry:
         if record is not None:
             await manager.store.delete("plugin_providers", name, principal="drpd")
             provider = provider or record.obj
+        bundle = manager.store.get("contents", name)
+        if bundle is not None and bundle.obj.meta.Source == f"plugin_provider:{name}":
+            await manager.content.remove(name, principal=f"plugin_provider:{name}")
         unpacked = manager.files_dir / "plugin_providers" / name
         await trio.to_thread.run_sync(lambda: shutil.rmtree(unpacked, ignore_errors=True))
         await manager.provider_changed(name, replaced=False, wait=wait)

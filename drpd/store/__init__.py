@@ -14,10 +14,11 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from ..models import Event
+from ..models import Event, Kind
 from .records import Record
 
 #: called with each committed change, in commit order; must not block
@@ -27,12 +28,16 @@ Mutator = Callable[[Any | None], Any]
 
 
 class Store(Protocol):
+    kinds: dict[str, Kind]
+
     async def open(self) -> None: ...
     async def aclose(self) -> None: ...
 
     def get(self, prefix: str, key: str) -> Record | None: ...
     def list(self, prefix: str) -> list[Record]: ...
     def find(self, prefix: str, field: str, value: str) -> Record | None: ...
+    def stored_prefixes(self) -> list[str]: ...
+    def add_kind(self, kind: Kind) -> None: ...
     @property
     def last_seq(self) -> int: ...
 
@@ -49,7 +54,11 @@ class Store(Protocol):
     async def delete(
         self, prefix: str, key: str, *, principal: str, if_rev: int | None = None
     ) -> Record: ...
+    async def transact(
+        self, changes: Iterable[tuple[str, str, Any | None]], *, principal: str
+    ) -> list[Record]: ...
     async def emit(self, event: Event) -> Event: ...
+    async def backup(self, dest: str | os.PathLike[str]) -> None: ...
 
 
 from .sqlite import SQLiteStore  # noqa: E402

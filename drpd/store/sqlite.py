@@ -160,6 +160,10 @@ class SQLiteStore:
         self._data.setdefault(kind.prefix, {})
         self._keys.setdefault(kind.prefix, sorted(self._data[kind.prefix]))
 
+    def stored_prefixes(self) -> list[str]:
+        """Prefixes that hold objects (some may have no kind registered yet)."""
+        return sorted(p for p, bucket in self._data.items() if bucket)
+
     # -- reads -----------------------------------------------------------
     @property
     def last_seq(self) -> int:

@@ -1,0 +1,137 @@
+"""Content bundles: named sets of read-only objects, installed atomically.
+
+A bundle (DRP's shape: ``meta`` and ``sections`` of ``{prefix: {key:
+object}}``) comes from a provider's ``Content`` YAML or from a user
+(``drpcli contents upload``). Its objects are stored with ``ReadOnly: true``
+and ``Meta.Bundle`` = the bundle's name; the bundle record and all of its
+objects are written in one store transaction, so a bundle is either wholly
+installed, replaced or removed, or not at all. An object that another
+bundle (or a user) already owns is a clash, and the bundle is refused with
+the clash named.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import yaml
+
+from .models import KINDS, BadRequest, Conflict, Content, NotFound, Unprocessable
+from .models.names import check_name
+from .store import Record, Store
+
+#: sections whose objects a bundle installs; any other section is kept in
+#: the bundle record only
+OBJECT_SECTIONS = ("params", "profiles", "tasks", "stages", "bootenvs", "templates")
+BUNDLE_META = "Bundle"
+
+
+def parse_bundle(text: str | bytes, *, what: str) -> Content:
+    """A bundle from JSON or YAML text; a clear 400 when it is not one."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BadRequest(f"{what}: not YAML or JSON: {exc}", model="contents") from None
+    return bundle_from(data, what=what)
+
+
+def bundle_from(data: Any, *, what: str) -> Content:
+    if not isinstance(data, dict):
+        raise BadRequest(f"{what}: a content bundle is an object with meta and sections",
+                         model="contents")
+    try:
+        return msgspec.convert(data, Content)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"{what}: {exc}", model="contents") from None
+
+
+def summary(bundle: Content) -> dict[str, Any]:
+    return {"meta": msgspec.to_builtins(bundle.meta),
+            "Counts": {prefix: len(objs) for prefix, objs in sorted(bundle.sections.items())}}
+
+
+class ContentService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def objects_of(self, bundle: Content) -> list[tuple[str, str, Any]]:
+        name = bundle.meta.Name
+        found = []
+        for prefix, entries in bundle.sections.items():
+            if prefix not in OBJECT_SECTIONS:
+                continue
+            kind = KINDS[prefix]
+            if not isinstance(entries, dict):
+                raise BadRequest(f"bundle {name}: section {prefix} is not a map",
+                                 model="contents", key=name)
+            for key, raw in entries.items():
+                if not isinstance(raw, dict):
+                    raise BadRequest(f"bundle {name}: {prefix}/{key} is not an object",
+                                     model="contents", key=name)
+                raw = dict(raw)
+                if prefix == "templates" and "ID" in raw and "Name" not in raw:
+                    raw["Name"] = raw.pop("ID")  # DRP keys templates by ID
+                raw.setdefault(kind.key_field, key)
+                try:
+                    obj = kind.convert(raw)
+                    obj = kind.prepare(obj)
+                except (BadRequest, Unprocessable) as exc:
+                    raise type(exc)(f"bundle {name}: {prefix}/{key}: {exc}", model="contents",
+                                    key=name) from None
+                if kind.key_of(obj) != key:
+                    raise Unprocessable(f"bundle {name}: {prefix}/{key} is named "
+                                        f"{kind.key_of(obj)!r}", model="contents", key=name)
+                obj.ReadOnly = True
+                obj.Validated = True
+                obj.Available = True
+                obj.Meta = {**obj.Meta, BUNDLE_META: name}
+                found.append((prefix, key, obj))
+        return found
+
+    def owned(self, name: str) -> set[tuple[str, str]]:
+        record = self.store.get("contents", name)
+        if record is None:
+            return set()
+        return {(prefix, key) for prefix, entries in record.obj.sections.items()
+                if prefix in OBJECT_SECTIONS for key in entries}
+
+    def check(self, bundle: Content) -> list[tuple[str, str, Any]]:
+        """Validate a bundle and find clashes; returns its objects. Changes nothing."""
+        name = bundle.meta.Name
+        check_name(name, model="contents")
+        objects = self.objects_of(bundle)
+        mine = self.owned(name)
+        for prefix, key, _ in objects:
+            existing = self.store.get(prefix, key)
+            if existing is None or (prefix, key) in mine:
+                continue
+            owner = existing.obj.Meta.get(BUNDLE_META) if existing.obj.ReadOnly else None
+            whose = f"content bundle {owner}" if owner else "a user"
+            raise Conflict(f"bundle {name}: {prefix} {key} clashes with the one from {whose}",
+                           model="contents", key=name)
+        return objects
+
+    async def install(self, bundle: Content, *, principal: str, replace: bool = True) -> Record:
+        """Install or replace ``bundle`` and its objects in one transaction."""
+        name = bundle.meta.Name
+        if not replace and self.store.get("contents", name) is not None:
+            raise Conflict(f"contents {name} already exists", model="contents", key=name)
+        objects = self.check(bundle)
+        new_keys = {(prefix, key) for prefix, key, _ in objects}
+        changes: list[tuple[str, str, Any | None]] = [("contents", name, bundle)]
+        changes += objects
+        changes += [(prefix, key, None) for prefix, key in sorted(self.owned(name) - new_keys)
+                    if self.store.get(prefix, key) is not None]
+        records = await self.store.transact(changes, principal=principal)
+        return records[0]
+
+    async def remove(self, name: str, *, principal: str) -> Record:
+        record = self.store.get("contents", name)
+        if record is None:
+            raise NotFound(f"contents {name} not found", model="contents", key=name)
+        changes: list[tuple[str, str, Any | None]] = [("contents", name, None)]
+        changes += [(prefix, key, None) for prefix, key in sorted(self.owned(name))
+                    if self.store.get(prefix, key) is not None]
+        await self.store.transact(changes, principal=principal)
+        return record
