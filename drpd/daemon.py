@@ -139,6 +139,8 @@ class Daemon:
         from .plugins.manager import ParamsHooks, PluginManager
         from .plugins.runtime import RuntimeDirError
         from .plugins.runtime import prepare as prepare_runtime_dir
+        from .secure import SecureParams
+        from .secure import load_or_create_key as load_secure_key
         from .static import StaticFiles
         from .tls import ensure_certificate
 
@@ -175,6 +177,8 @@ class Daemon:
                     settings=settings, store=self.store, bus=self.bus, auth=auth,
                     api_port=self.api_port, static_port=self.static_port, version=__version__,
                     params=ParamChecker(self.store), content=ContentService(self.store),
+                    secure=SecureParams(await trio.to_thread.run_sync(
+                        load_secure_key, self.state.root / "secure.key"), self.store),
                 )
                 self.context = context
                 if not settings.no_tls:
@@ -204,6 +208,7 @@ class Daemon:
                 except RuntimeDirError as exc:
                     raise StartupError(str(exc)) from None
                 context.manager = manager
+                manager.secure = context.secure
                 context.hooks["plugins"] = manager
                 context.hooks["params"] = ParamsHooks(manager)
                 static_config = HyperConfig()

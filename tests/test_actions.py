@@ -219,3 +219,28 @@ async def test_actions_finish_during_restart(api: httpx.AsyncClient, echo: dict[
         r = await api.post("/plugins/echo1/restart")
         assert r.status_code == 200
     assert results == [200]
+
+
+async def test_secure_params(api: httpx.AsyncClient, drpd: DrpdProcess,
+                             echo: dict[str, Any]) -> None:
+    await api.post("/params", json={"Name": "echo/secret", "Secure": True,
+                                    "Schema": {"type": "string", "minLength": 4}})
+    m = await machine(api, "secure", Params={"echo/secret": "hunter22"})
+    sealed = m["Params"]["echo/secret"]
+    assert set(sealed) == {"SecureData"} and "hunter22" not in str(sealed)
+    shown = (await api.get(f"/machines/{m['Uuid']}", params={"decode": "true"})).json()
+    assert shown["Params"]["echo/secret"] == "hunter22"
+    assert (await api.get(f"/machines/{m['Uuid']}/params/echo/secret",
+                          params={"decode": "true"})).json() == "hunter22"
+    # the schema applies to the clear value
+    r = await api.post(f"/machines/{m['Uuid']}/params/echo/secret", json="abc")
+    assert r.status_code == 422
+    # an object read and written back keeps its secret
+    plain = (await api.get(f"/machines/{m['Uuid']}")).json()
+    assert (await api.put(f"/machines/{m['Uuid']}", json=plain)).status_code == 200
+    # never in clear on disk
+    db = (drpd.state_dir / "drpd.db").read_bytes() + (drpd.state_dir / "drpd.db-wal").read_bytes()
+    assert b"hunter22" not in db
+    # providers get clear text in the action's Model (the machine as a provider sees it)
+    r = await api.post(f"/machines/{m['Uuid']}/actions/echo")
+    assert r.json()["Model"]["Params"]["echo/secret"] == "hunter22"

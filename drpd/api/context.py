@@ -40,6 +40,8 @@ class ApiContext:
     params: ParamChecker | None = None
     #: drpd.content.ContentService
     content: Any = None
+    #: drpd.secure.SecureParams
+    secure: Any = None
     hooks: dict[str, KindHooks] = field(default_factory=dict)
     #: the plugin manager (drpd.plugins.manager.PluginManager)
     manager: Any = None

@@ -96,8 +96,15 @@ def kind_for(prefix: str) -> Kind:
     return kind
 
 
+def decoding() -> bool:
+    return request.args.get("decode", "").lower() in ("true", "1", "yes")
+
+
 def show(kind: Kind, record: Record) -> dict[str, Any]:
     data = public_view(kind.prefix, record.obj)
+    secure = ctx().secure
+    if secure is not None and decoding() and isinstance(data.get("Params"), dict):
+        data["Params"] = secure.reveal_params(data["Params"])
     hooks = ctx().hooks.get(kind.prefix)
     if hooks is not None:
         data = hooks.present(record, data)
@@ -156,15 +163,18 @@ def finish(kind: Kind, old: Any | None, new: Any) -> Any:
                                 model=kind.prefix, key=kind.key_of(new))
     if kind.has_params:
         checker = ctx().params
+        secure = ctx().secure
         for name, value in new.Params.items():
             if not is_valid_param_name(name):
                 raise Unprocessable(f"invalid param name {name!r}", model=kind.prefix,
                                     key=kind.key_of(new))
             # a plugin instance is always stored; its bad params keep it unavailable
             if checker is not None and kind.prefix != "plugins":
-                problem = checker.problem(name, value)
+                problem = checker.problem(name, secure.reveal(value) if secure else value)
                 if problem:
                     raise Unprocessable(problem, model=kind.prefix, key=kind.key_of(new))
+        if secure is not None:
+            new.Params = secure.seal_params(new.Params)
     hooks = ctx().hooks.get(kind.prefix)
     if hooks is not None:
         new = hooks.prepare(old, new)
@@ -196,7 +206,7 @@ async def collection(prefix: str) -> Response:
     args = request.args
     offset = _int_arg("offset", 0)
     limit = _int_arg("limit", None)
-    filters = {k: v for k, v in args.items() if k not in ("offset", "limit", "decode")}
+    filters = {k: v for k, v in args.items() if k not in ("offset", "limit", "decode", "wait")}
     items = [show(kind, r) for r in records]
     known = getattr(kind.model, "__struct_fields__", None)  # None: any field (StoreObjects)
     for field_name, wanted in filters.items():
