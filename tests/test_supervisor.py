@@ -334,3 +334,57 @@ async def test_autostart_provider(tmp_path: Path) -> None:
     with DrpdProcess(state, env=FAST) as drpd:
         async with api_client(drpd) as api:
             await wait_plugin(api, "auto", lambda p: p["Available"])
+
+
+async def test_provider_environment_sockets_and_token(api: httpx.AsyncClient,
+                                                      drpd: DrpdProcess) -> None:
+    import stat
+    import sys
+
+    p = await create(api, "env1", "sdk_echo", **{"echo/greeting": "hi"})
+    pid = p["Runtime"]["Pid"]
+    environ = dict(
+        item.split("=", 1) for item in
+        Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in item)
+    assert environ["RS_ENDPOINT"] == drpd.endpoint
+    assert environ["RS_CA_CERT"] == drpd.ca_cert
+    assert environ["RS_WEBROOT"] == str(drpd.state_dir / "files")
+    info = (await api.get("/info")).json()
+    assert environ["RS_FILESERVER"] == f"http://127.0.0.1:{info['FilePort']}"
+    assert environ["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+    # the working directory is a private scratch directory
+    cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    assert cwd.name == "env1" and stat.S_IMODE(cwd.stat().st_mode) == 0o700
+    # both sockets live in a directory only drpd's user can enter
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    plugin_sock = Path(argv[-3].decode())
+    assert argv[-4].endswith(b"serve") or argv[-4] == b"serve"
+    assert stat.S_IMODE(plugin_sock.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(plugin_sock.parent.parent.stat().st_mode) == 0o700
+    assert len(str(plugin_sock)) < 107
+    # the instance's token works until the instance is destroyed
+    token = {"Authorization": f"Bearer {environ['RS_TOKEN']}"}
+    async with api_client(drpd, auth=None) as anon:
+        assert (await anon.get("/info", headers=token)).status_code == 200
+        await api.delete("/plugins/env1")
+        r = await anon.get("/info", headers=token)
+        assert r.status_code == 401 and "revoked" in r.json()["Messages"][0]
+
+
+async def test_unpack_into_file_space(api: httpx.AsyncClient, drpd: DrpdProcess) -> None:
+    unpacked = drpd.state_dir / "files" / "plugin_providers" / "sdk_echo"
+    assert (unpacked / "echo-helper.sh").read_text().startswith("#!/bin/sh")
+    info = (await api.get("/info")).json()
+    async with httpx.AsyncClient() as plain:
+        r = await plain.get(f"http://127.0.0.1:{info['FilePort']}"
+                            "/files/plugin_providers/sdk_echo/data/readme.txt")
+        assert r.status_code == 200 and r.text == "sdk_echo assets\n"
+
+
+async def test_provider_logs_are_tagged(api: httpx.AsyncClient, drpd: DrpdProcess) -> None:
+    await create(api, "talker", "plain_provider")
+    lines = await wait_for(lambda: [line for line in drpd.output
+                                    if "plain_provider configured as talker" in line], 10)
+    assert "drpd.plugin.talker" in lines[0]
+    log = (await api.get("/plugins/talker/log", params={"lines": 50})).json()
+    assert any("configured as talker" in line for line in log)
