@@ -1,6 +1,7 @@
 """msgspec shapes of every stored and wire object; imports nothing else of drpd."""
 
 from .errors import (
+    BadGateway,
     BadRequest,
     Conflict,
     DrpError,
@@ -39,7 +40,7 @@ from .objects import (
 )
 
 __all__ = [
-    "KINDS", "Action", "AvailableAction", "BadRequest", "BootEnv", "Conflict", "Content",
+    "KINDS", "Action", "AvailableAction", "BadGateway", "BadRequest", "BootEnv", "Conflict", "Content",
     "ContentMeta", "DrpError", "Error", "Event", "Forbidden", "GatewayTimeout", "Info", "Kind",
     "Machine", "MethodNotAllowed", "NotFound", "Param", "PayloadTooLarge", "Plugin",
     "PluginProvider", "PluginRuntime", "PreconditionFailed", "Profile", "RequestTimeout", "Stage", "Task",

@@ -15,6 +15,7 @@ about HTTP.
     ├── PreconditionFailed      (412) If-Match mismatch
     ├── PayloadTooLarge         (413)
     ├── Unprocessable           (422) invalid name, schema failure, missing reference
+    ├── BadGateway              (502) a provider answered nonsense or hung up
     ├── Unavailable             (503) plugin not available
     └── GatewayTimeout          (504) provider timed out
 """
@@ -92,6 +93,11 @@ class PayloadTooLarge(DrpError):
 class Unprocessable(DrpError):
     code = 422
     type = "ValidationError"
+
+
+class BadGateway(DrpError):
+    code = 502
+    type = "PLUGIN_ERROR"
 
 
 class Unavailable(DrpError):

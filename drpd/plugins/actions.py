@@ -23,6 +23,7 @@ from ..http11 import HTTPError
 from ..models import (
     Action,
     AvailableAction,
+    BadGateway,
     Conflict,
     Error,
     GatewayTimeout,
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 _encode = msgspec.json.Encoder().encode
+#: checks an answer is JSON without building Python objects for it
+_json_check = msgspec.json.Decoder(msgspec.Raw)
 #: called after each action call: (provider, command, seconds, HTTP status)
 Observer = Callable[[str, str, float, int], None]
 
@@ -165,10 +168,17 @@ class ActionDispatcher:
                         status, body = await client.request("POST", "/api-plugin/v4/action",
                                                             _encode(action))
                     except HTTPError as exc:
-                        status = 503
-                        raise Unavailable(
-                            f"plugin {sup.name}: action {offer.action.Command!r} failed: {exc}",
-                            model="plugins", key=sup.name) from None
+                        if not sup.available:  # it stopped or crashed meanwhile
+                            status = 503
+                            raise Unavailable(
+                                f"plugin {sup.name} stopped during action "
+                                f"{offer.action.Command!r}: {exc}",
+                                model="plugins", key=sup.name) from None
+                        status = 502
+                        message = (f"plugin {sup.name}: action {offer.action.Command!r} "
+                                   f"failed: {exc}")
+                        sup.note_error(message)
+                        raise BadGateway(message, model="plugins", key=sup.name) from None
                 if scope.cancelled_caught:
                     status = 504
                     raise GatewayTimeout(
@@ -179,6 +189,13 @@ class ActionDispatcher:
                 observe(offer.provider.Name, offer.action.Command,
                         time.monotonic() - started, status)
         if 200 <= status < 300:
+            try:
+                _json_check.decode(body)
+            except msgspec.DecodeError as exc:
+                message = (f"plugin {sup.name} answered action {offer.action.Command!r} "
+                           f"with invalid JSON: {exc}")
+                sup.note_error(message)
+                raise BadGateway(message, model="plugins", key=sup.name) from None
             return status, body
         return status, _as_error(status, body, sup.name)
 

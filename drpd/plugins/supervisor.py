@@ -38,6 +38,7 @@ import trio
 from ..http11 import HTTPError, UnixHTTPClient, serve_unix
 from ..models import Error, Plugin, PluginProvider, PluginRuntime, Unavailable
 from .processes import INSTANCE_VAR, kill_marked, signal_group
+from .publisher import Publisher
 
 if TYPE_CHECKING:
     from .manager import PluginManager
@@ -99,6 +100,7 @@ class Supervisor:
         self.pid = 0
         self.started_at = ""
         self.restarts = 0
+        self.crashes = 0  # metrics (issue 7): exits unasked after a configured start
         self.left = manager.is_left(self.name)
         self.client: UnixHTTPClient | None = None
         self.inflight = 0
@@ -110,6 +112,7 @@ class Supervisor:
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self.scope = trio.CancelScope()
         self.done = trio.Event()
+        self.publisher = Publisher(self)
 
     # -- what the manager and the API use -------------------------------------
     @property
@@ -178,6 +181,7 @@ class Supervisor:
         """Until cancelled: keep the provider running as the instance asks."""
         settings = self.manager.settings
         quick_failures = 0
+        self.publisher.open()
         try:
             with self.scope:
                 while True:
@@ -215,6 +219,7 @@ class Supervisor:
                         quick_failures = 0
                     self.restarts += 1
         finally:
+            self.publisher.close()
             self._set_down("stopped", [])
             self.state = "stopped"
             self._settle()
@@ -227,6 +232,10 @@ class Supervisor:
         if errors and errors != self.errors and state == "waiting":
             self._record(errors[0])
         self.errors = errors
+
+    def note_error(self, message: str) -> None:
+        """A misbehaviour that did not stop the provider (a bad action answer)."""
+        self._record(message)
 
     def _record(self, message: str) -> None:
         entry = f"{now_rfc3339()} {message}"
@@ -300,12 +309,14 @@ class Supervisor:
         self.available = True
         self.state = "running"
         self.errors = []
+        nursery.start_soon(self.publisher.forward, run.client)
         self._settle()
         await manager.lifecycle(self.name, "available", {"Pid": self.pid})
         while True:
             if await wait_any(run.exited.wait, self._changed.wait) == 0:
                 status = describe_exit(run.process.returncode)
                 message = f"crashed: {status}{self._stderr_suffix()}"
+                self.crashes += 1  # metrics (issue 7)
                 self.available = False
                 self.errors = [message]
                 self._record(message)

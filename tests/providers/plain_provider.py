@@ -25,7 +25,11 @@ Misbehaviour for supervisor tests, chosen by the environment variable
   (only SIGKILL ends it);
 - ``fork-child``: after ``READY!`` start a grandchild in its own session
   (escaping the process group) that sleeps, and print ``CHILD <pid>``;
-- ``fork-child-and-exit``: the same, then exit 1 (a crash leaving an orphan).
+- ``fork-child-and-exit``: the same, then exit 1 (a crash leaving an orphan);
+- ``hang-config``: never answer ``config``;
+- ``flood-stderr``: after ``READY!`` write to stderr as fast as it can;
+- ``bad-action-json``: answer every action with invalid JSON;
+- ``close-mid-action``: close the connection in the middle of an action's answer.
 """
 
 import http.client
@@ -162,6 +166,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(400, error(400, "config: expected an object"))
         if "fail-config" in MODES:
             return self.answer(422, error(422, "config refused (DRPD_TEST_MODE)"))
+        if "hang-config" in MODES:
+            while True:
+                time.sleep(3600)
         State.config = params
         assert State.drpd is not None
         status, _ = State.drpd.post(
@@ -177,6 +184,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.answer(200, error(200))
 
     def action(self, action: Any) -> None:
+        if "bad-action-json" in MODES:
+            body = b'{"Pong": tru'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            return None
+        if "close-mid-action" in MODES:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"Pong": ')
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return None
         command = (action or {}).get("Command")
         if command != "ping":
             return self.answer(404, error(404, f"no action {command!r}"))
@@ -210,6 +236,13 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def flood_stderr() -> None:
+    line = ("plain_provider: flooding stderr " + "x" * 200 + "\n").encode()
+    chunk = line * 256
+    while True:
+        os.write(2, chunk)
+
+
 def spawn_orphan() -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True
@@ -236,6 +269,8 @@ def serve(plugin_sock: str, server_sock: str) -> int:
         while True:
             time.sleep(3600)
     print("READY!", flush=True)
+    if "flood-stderr" in MODES:
+        threading.Thread(target=flood_stderr, daemon=True).start()
     if "crash-after-ready" in MODES:
         sys.stderr.write("plain_provider: something broke\nplain_provider: crashing now\n")
         sys.stderr.flush()

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""callback: POST machines (and, optionally, events) to a web hook.
+
+Instance params: ``callback/url`` (required), ``callback/auth`` (optional:
+``{"Type": "bearer", "Token": ...}`` or ``{"Type": "basic", "Username": ...,
+"Password": ...}``), ``callback/timeout`` (seconds per attempt, default
+10), ``callback/retries`` (extra attempts after a failure, default 3, with
+back-off from 0.5 s doubling). Action ``send`` on machines POSTs the machine
+as JSON, or the optional ``callback/template`` filled in from it (every
+string ``"{{.Path.To.Field}}"`` in the template is replaced by that field of
+the machine), and returns the receiver's HTTP status and body. The optional
+instance param ``callback/events`` (a list of ``type.action.key``
+patterns) makes it POST each matching event to the URL too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drpd.sdk import Action, ActionError, Context, Provider
+
+CONTENT = """
+meta:
+  Name: callback
+  Version: 1.0.0
+  Description: Params of the callback provider
+sections:
+  params:
+    callback/url:
+      Name: callback/url
+      Description: Where callbacks are POSTed (http or https).
+      Schema: {type: string, pattern: "^https?://"}
+    callback/auth:
+      Name: callback/auth
+      Description: Credentials for the receiver.
+      Secure: true
+      Schema:
+        type: object
+        properties:
+          Type: {type: string, enum: [basic, bearer]}
+          Token: {type: string}
+          Username: {type: string}
+          Password: {type: string}
+        required: [Type]
+    callback/timeout:
+      Name: callback/timeout
+      Description: Seconds per attempt.
+      Schema: {type: number, exclusiveMinimum: 0, default: 10}
+    callback/retries:
+      Name: callback/retries
+      Description: Extra attempts after a failed one.
+      Schema: {type: integer, minimum: 0, maximum: 10, default: 3}
+    callback/template:
+      Name: callback/template
+      Description: JSON to send instead of the machine; "{{.Field}}" strings are filled in.
+      Schema: {}
+    callback/events:
+      Name: callback/events
+      Description: Event patterns (type.action.key) to POST to the URL as well.
+      Schema: {type: array, items: {type: string}, default: []}
+"""
+
+provider = Provider(
+    "callback",
+    "1.0.0",
+    required=["callback/url"],
+    optional=["callback/auth", "callback/timeout", "callback/retries", "callback/events"],
+    content=CONTENT,
+    documentation="POSTs machines (and selected events) to a web hook, with retries.",
+)
+
+_FIELD = re.compile(r"^\{\{\s*\.([A-Za-z0-9_./-]+)\s*\}\}$")
+
+
+def fill(template: Any, machine: dict[str, Any]) -> Any:
+    """Replace ``"{{.A.B}}"`` strings in ``template`` by ``machine["A"]["B"]``."""
+    if isinstance(template, dict):
+        return {k: fill(v, machine) for k, v in template.items()}
+    if isinstance(template, list):
+        return [fill(v, machine) for v in template]
+    if isinstance(template, str):
+        match = _FIELD.match(template)
+        if match:
+            value: Any = machine
+            for part in match.group(1).split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
+    return template
+
+
+def _headers(auth: Any) -> dict[str, str]:
+    if not auth:
+        return {}
+    if not isinstance(auth, dict) or auth.get("Type") not in ("basic", "bearer"):
+        raise ActionError(422, "callback/auth must be {Type: basic|bearer, ...}")
+    if auth["Type"] == "bearer":
+        return {"Authorization": f"Bearer {auth.get('Token', '')}"}
+    import base64
+
+    pair = f"{auth.get('Username', '')}:{auth.get('Password', '')}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
+async def post(ctx: Context, body: Any) -> dict[str, Any]:
+    """POST ``body`` to the configured URL with retries; the last answer or an error."""
+    import httpx
+    import trio
+
+    config = ctx.config
+    url = config["callback/url"]
+    timeout = float(config.get("callback/timeout", 10))
+    retries = int(config.get("callback/retries", 3))
+    headers = _headers(config.get("callback/auth"))
+    delay = 0.5
+    last = ""
+    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+        for attempt in range(retries + 1):
+            try:
+                r = await client.post(url, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if r.status_code < 500:
+                    try:
+                        answer: Any = r.json()
+                    except ValueError:
+                        answer = r.text
+                    return {"Status": r.status_code, "Body": answer, "Attempts": attempt + 1}
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+            if attempt < retries:
+                await trio.sleep(delay)
+                delay *= 2
+    raise ActionError(502, f"callback to {url} failed after {retries + 1} attempts: {last}")
+
+
+@provider.config
+async def config(ctx: Context, params: dict[str, Any]) -> None:
+    url = params.get("callback/url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ActionError(422, f"callback/url must be an http(s) URL, not {url!r}")
+    _headers(params.get("callback/auth"))
+
+
+@provider.action("send", model="machines", optional=["callback/template"])
+async def send(ctx: Context, action: Action) -> Any:
+    machine = action.Model or {}
+    template = action.Params.get("callback/template")
+    body = fill(template, machine) if template is not None else machine
+    return await post(ctx, body)
+
+
+if __name__ == "__main__":
+    provider.main()
