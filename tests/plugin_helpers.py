@@ -89,3 +89,12 @@ def running_pids_with(marker: str) -> list[int]:
             if marker.encode() in cmd and alive(int(entry)):
                 pids.append(int(entry))
     return pids
+
+
+def proc_environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def proc_cmdline(pid: int) -> list[str]:
+    return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]

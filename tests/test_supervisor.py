@@ -19,6 +19,8 @@ from .plugin_helpers import (
     alive,
     install,
     plugin,
+    proc_cmdline,
+    proc_environ,
     wait_for,
     wait_plugin,
     wrapper_bytes,
@@ -343,9 +345,7 @@ async def test_provider_environment_sockets_and_token(api: httpx.AsyncClient,
 
     p = await create(api, "env1", "sdk_echo", **{"echo/greeting": "hi"})
     pid = p["Runtime"]["Pid"]
-    environ = dict(
-        item.split("=", 1) for item in
-        Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in item)
+    environ = proc_environ(pid)
     assert environ["RS_ENDPOINT"] == drpd.endpoint
     assert environ["RS_CA_CERT"] == drpd.ca_cert
     assert environ["RS_WEBROOT"] == str(drpd.state_dir / "files")
@@ -353,14 +353,14 @@ async def test_provider_environment_sockets_and_token(api: httpx.AsyncClient,
     assert environ["RS_FILESERVER"] == f"http://127.0.0.1:{info['FilePort']}"
     assert environ["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
     # the working directory is a private scratch directory
-    cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-    assert cwd.name == "env1" and stat.S_IMODE(cwd.stat().st_mode) == 0o700
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    assert os.path.basename(cwd) == "env1" and stat.S_IMODE(os.stat(cwd).st_mode) == 0o700
     # both sockets live in a directory only drpd's user can enter
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    plugin_sock = Path(argv[-3].decode())
-    assert argv[-4].endswith(b"serve") or argv[-4] == b"serve"
-    assert stat.S_IMODE(plugin_sock.parent.stat().st_mode) == 0o700
-    assert stat.S_IMODE(plugin_sock.parent.parent.stat().st_mode) == 0o700
+    argv = proc_cmdline(pid)
+    plugin_sock = Path(argv[-2])
+    assert argv[-3] == "serve"
+    assert stat.S_IMODE(os.stat(plugin_sock.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(plugin_sock.parent.parent).st_mode) == 0o700
     assert len(str(plugin_sock)) < 107
     # the instance's token works until the instance is destroyed
     token = {"Authorization": f"Bearer {environ['RS_TOKEN']}"}
