@@ -32,7 +32,7 @@ import ssl
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -228,10 +228,38 @@ def tls_verify(settings: Settings) -> ssl.SSLContext | bool:
 def quote_path(*segments: str) -> str:
     """Join path segments, escaping what would change the URL's meaning.
 
-    ``/`` stays literal because param names use it as the rest of the path
-    (API.md); ``:`` stays so ``Name:m1`` reads as it is typed.
+    Each segment is one path element: a ``/`` inside it is sent as ``%2F``
+    (drpd decodes param names and keys after splitting the path, so
+    ``callback/url`` still names that param), and a ``.`` or ``..`` segment
+    is sent encoded so no URL normalisation drops it. ``:`` stays so
+    ``Name:m1`` reads as it is typed.
     """
-    return "/" + "/".join(urllib.parse.quote(s, safe="/:@") for s in segments if s != "")
+    out = []
+    for segment in segments:
+        if segment == "":
+            continue
+        quoted = urllib.parse.quote(segment, safe=":@")
+        if segment in (".", ".."):
+            quoted = segment.replace(".", "%2E")
+        out.append(quoted)
+    return "/" + "/".join(out)
+
+
+def files_path(path: str) -> str:
+    """``/files/<path>`` with each segment escaped.
+
+    ``.`` and ``..`` segments are sent escaped (``%2E%2E``) so that they
+    reach drpd, which refuses them, instead of being folded away by URL
+    normalisation into some other path; a leading ``/`` is kept, and
+    refused by drpd as absolute.
+    """
+    if not path:
+        return "/files"
+    segments = [
+        "%2E" * len(s) if s in (".", "..") else urllib.parse.quote(s, safe=":@")
+        for s in path.split("/")
+    ]
+    return "/files/" + "/".join(segments)
 
 
 class Client:
@@ -258,6 +286,8 @@ class Client:
         self.settings = resolve_settings(
             endpoint, username, password, token, ca_cert, insecure, env=env
         )
+        #: the environment the settings came from (drpcli reads RS_CATALOG here)
+        self.env: Mapping[str, str] = os.environ if env is None else env
         s = self.settings
         auth = None if s.token else httpx.BasicAuth(s.username, s.password)
         headers = {"Accept": "application/json", "User-Agent": "drpcli (drpd)"}
@@ -291,7 +321,7 @@ class Client:
         path: str,
         *,
         json: Any = None,
-        content: bytes | None = None,
+        content: bytes | IO[bytes] | None = None,
         params: Query | None = None,
         headers: Mapping[str, str] | None = None,
         content_type: str | None = None,
@@ -428,6 +458,144 @@ class Client:
 
     def restart_plugin(self, name: str) -> Any:
         return self.json("POST", quote_path("plugins", name, "restart"))
+
+    def plugin_log(self, name: str, lines: int | None = None) -> Any:
+        params = {"lines": str(lines)} if lines is not None else None
+        return self.json("GET", quote_path("plugins", name, "log"), params=params)
+
+    # -- actions -----------------------------------------------------------
+
+    @staticmethod
+    def _actions_path(prefix: str, key: str | None, *rest: str) -> str:
+        """``/<prefix>/<key>/actions[/...]``; ``key`` None is the system
+        level (``/system/actions``), whatever ``prefix`` says."""
+        # `.` and `..` would be resolved away by the URL, not sent
+        for word in (key, *rest):
+            if word is not None and (not word or {".", ".."} & set(word.split("/"))):
+                raise ClientError(f"{word!r} is not a valid {prefix} key or action name")
+        if key is None:
+            return quote_path("system", "actions", *rest)
+        return quote_path(prefix, key, "actions", *rest)
+
+    def actions(self, prefix: str, key: str | None) -> Any:
+        """The actions available on one object (``key`` None: the system)."""
+        return self.json("GET", self._actions_path(prefix, key))
+
+    def action(self, prefix: str, key: str | None, command: str) -> Any:
+        return self.json("GET", self._actions_path(prefix, key, command))
+
+    def run_action(
+        self,
+        prefix: str,
+        key: str | None,
+        command: str,
+        params: Mapping[str, Any] | None = None,
+        plugin: str | None = None,
+    ) -> Any:
+        """Run ``command`` (``<provider>:<command>`` narrows the choice);
+        answers the provider's result as it sent it. ``plugin`` picks the
+        instance when several offer the command (else the server's 409)."""
+        query = {"plugin": plugin} if plugin else None
+        return self.json(
+            "POST",
+            self._actions_path(prefix, key, command),
+            json=dict(params or {}),
+            params=query,
+        )
+
+    # -- plugin provider executables ---------------------------------------
+
+    def upload_provider(self, name: str, body: IO[bytes]) -> tuple[int, Any]:
+        """Install or replace provider ``name`` from an open binary file.
+
+        The file is streamed (httpx reads it in 64 KiB chunks and sends its
+        size as Content-Length), never held in memory. Returns the status
+        (201 new, 200 replaced) and the stored provider.
+        """
+        response = self.request(
+            "POST",
+            quote_path("plugin_providers", name),
+            content=body,
+            content_type="application/octet-stream",
+        )
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            raise ClientError(
+                f"POST /plugin_providers/{name}: the server answered "
+                f"{response.status_code} with a body that is not JSON"
+            ) from None
+
+    def download_provider(self, name: str, out: IO[bytes]) -> int:
+        """Write provider ``name``'s executable to ``out``; returns its size."""
+        return self.download(quote_path("plugin_providers", name, "binary"), out)
+
+    def download(self, path: str, out: IO[bytes]) -> int:
+        """GET ``path`` and stream the body into ``out`` chunk by chunk;
+        returns the number of bytes written. A non-2xx answer raises as
+        :meth:`request` does, and nothing is written."""
+        written = 0
+        try:
+            with self._http.stream("GET", path) as response:
+                if not response.is_success:
+                    response.read()
+                    raise ClientError.from_response(response)
+                for chunk in response.iter_bytes(65_536):
+                    out.write(chunk)
+                    written += len(chunk)
+        except httpx.InvalidURL as exc:
+            raise ClientError(f"invalid request path {path!r}: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return written
+
+    # -- the file space (/files) ---------------------------------------------
+
+    def list_files(self, path: str = "") -> Any:
+        """The names in a directory of the file space (``""``: its root),
+        sorted; directories end in ``/``."""
+        path = path.rstrip("/")
+        return self.json("GET", files_path(path + "/" if path else ""))
+
+    def upload_file(self, path: str, body: IO[bytes]) -> tuple[int, Any]:
+        """Store an open binary file as ``path`` in the file space, streamed.
+
+        Answers the status (201 new, 200 replaced) and ``{Path, Size,
+        Sha256}``; for ``plugin_providers/<name>`` drpd installs the file as
+        that provider and answers the provider instead.
+        """
+        response = self.request(
+            "POST", files_path(path), content=body, content_type="application/octet-stream"
+        )
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            raise ClientError(
+                f"POST /files/{path}: the server answered {response.status_code} "
+                "with a body that is not JSON"
+            ) from None
+
+    def download_file(self, path: str, out: IO[bytes]) -> int:
+        """Write the file space's ``path`` to ``out``; returns its size."""
+        return self.download(files_path(path), out)
+
+    def delete_file(self, path: str) -> Any:
+        """Remove a file (or an empty directory: ``path`` ending in ``/``)."""
+        return self.json("DELETE", files_path(path))
+
+    # -- content bundles ---------------------------------------------------
+
+    def content_names(self) -> list[str]:
+        return [c.get("meta", {}).get("Name", "") for c in self.json("GET", "/contents") or []]
+
+    def create_content(self, bundle: bytes) -> Any:
+        """``POST /contents`` with a bundle as JSON or YAML text."""
+        return self.json("POST", "/contents", content=bundle, content_type="application/json")
+
+    def replace_content(self, name: str, bundle: bytes) -> Any:
+        return self.json(
+            "PUT", quote_path("contents", name), content=bundle, content_type="application/json"
+        )
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -30,9 +30,13 @@ BUNDLE_META = "Bundle"
 def parse_bundle(text: str | bytes, *, what: str) -> Content:
     """A bundle from JSON or YAML text; a clear 400 when it is not one."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BadRequest(f"{what}: not YAML or JSON: {exc}", model="contents") from None
+        data = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        try:
+            data = yaml.safe_load(text)
+            msgspec.json.encode(data)  # only what JSON can carry (no surrogates, no dates)
+        except (yaml.YAMLError, UnicodeEncodeError, TypeError) as exc:
+            raise BadRequest(f"{what}: not YAML or JSON: {exc}", model="contents") from None
     return bundle_from(data, what=what)
 
 

@@ -341,11 +341,11 @@ def test_client_request_shapes() -> None:
 
         c.set_param("machines", "u1", "callback/url", None)
         assert rec.last.method == "POST"
-        assert rec.last.url.raw_path == b"/api/v3/machines/u1/params/callback/url"
+        assert rec.last.url.raw_path == b"/api/v3/machines/u1/params/callback%2Furl"
         assert rec.last.content == b"null"
 
         c.get("params", "a b/c")
-        assert rec.last.url.raw_path == b"/api/v3/params/a%20b/c"
+        assert rec.last.url.raw_path == b"/api/v3/params/a%20b%2Fc"
 
         c.list("machines", [("Name", "m1"), ("limit", "2")])
         assert rec.last.url.params.multi_items() == [("Name", "m1"), ("limit", "2")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
@@ -10,7 +9,7 @@ from quart import Blueprint, Response, request
 
 from ..models import BadRequest, Kind, NotFound
 from ..store.sqlite import public_view
-from .objects import ctx, json_response, read_body, resolve
+from .objects import ctx, json_response, parse_json, read_body, resolve
 
 bp = Blueprint("actions", __name__)
 
@@ -23,10 +22,7 @@ async def _posted_params() -> dict[str, Any]:
     body = await read_body()
     if not body.strip():
         return {}
-    try:
-        params = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
+    params = parse_json(body)
     if not isinstance(params, dict):
         raise BadRequest("action params must be a JSON object of param name to value")
     return params

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
@@ -10,7 +9,7 @@ from quart import Blueprint, Response, request
 
 from ..content import ContentService, bundle_from, parse_bundle, summary
 from ..models import BadRequest, NotFound
-from .objects import ctx, json_response, principal, read_body
+from .objects import ctx, json_response, parse_json, principal, read_body
 from .patching import json_patch, merge_patch
 
 bp = Blueprint("contents", __name__)
@@ -42,10 +41,7 @@ async def content(name: str) -> Response:
     if request.method == "PUT":
         bundle = parse_bundle(body, what="content bundle")
     else:
-        try:
-            patch: Any = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"malformed JSON: {exc}") from None
+        patch: Any = parse_json(body)
         data = msgspec.to_builtins(current.obj)
         merge = request.mimetype == "application/merge-patch+json" or isinstance(patch, dict)
         bundle = bundle_from(merge_patch(data, patch) if merge else json_patch(data, patch),

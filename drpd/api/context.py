@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..auth import Authenticator
@@ -45,5 +46,7 @@ class ApiContext:
     hooks: dict[str, KindHooks] = field(default_factory=dict)
     #: the plugin manager (drpd.plugins.manager.PluginManager)
     manager: Any = None
+    #: the file space, <state>/files (None: the plugin manager's files_dir)
+    files_dir: Path | None = None
     #: extra sub-resource handlers: (prefix, name) -> handler
     extras: dict[tuple[str, str], Any] = field(default_factory=dict)

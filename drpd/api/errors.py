@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 import msgspec
-from quart import Response
+import trio
+from quart import Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from ..models import DrpError, Error
@@ -19,15 +20,47 @@ def error_response(error: Error, headers: dict[str, str] | None = None) -> Respo
                     headers=headers)
 
 
-def drp_error(exc: DrpError) -> Response:
-    headers = {"WWW-Authenticate": 'Basic realm="drpd"'} if exc.code == 401 else None
-    if exc.code in (408, 413):
+#: an error answer reads at most this much of an unread request body before
+#: giving up on the connection
+_DRAIN_LIMIT = 1 << 20
+_DRAIN_SECONDS = 2.0
+
+
+async def _drain() -> bool:
+    """Read what is left of the request body, so keep-alive keeps working.
+
+    An error raised before a handler read its body (bad credentials, an
+    unknown route or method) would otherwise leave the body in the
+    connection and stall the client's next request (STACK-NOTES.md).
+    Returns False when the body is too big or too slow to drain; the answer
+    then closes the connection instead.
+    """
+    if not has_request_context():
+        return True
+    length = request.content_length
+    if length is not None and length > _DRAIN_LIMIT:
+        return False
+    size = 0
+    with trio.move_on_after(_DRAIN_SECONDS) as scope:
+        try:
+            async for chunk in request.body:
+                size += len(chunk)
+                if size > _DRAIN_LIMIT:
+                    return False
+        except HTTPException:
+            return False
+    return not scope.cancelled_caught
+
+
+async def drp_error(exc: DrpError) -> Response:
+    headers = {"WWW-Authenticate": 'Basic realm="drpd"'} if exc.code == 401 else {}
+    if exc.code in (408, 413) or not await _drain():
         # the rest of the body was not read: this connection cannot be reused
-        headers = {"Connection": "close"}
+        headers["Connection"] = "close"
     return error_response(exc.to_error(), headers)
 
 
-def http_error(exc: HTTPException) -> Response:
+async def http_error(exc: HTTPException) -> Response:
     code = exc.code or 500
     message = exc.description or exc.name
     if code == 413:
@@ -35,6 +68,8 @@ def http_error(exc: HTTPException) -> Response:
     elif code == 408:
         message = "request body not received in time"
     response = error_response(Error(Type="API_ERROR", Messages=[message], Code=code))
+    if code in (408, 413) or not await _drain():
+        response.headers["Connection"] = "close"
     if code == 405 and getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response

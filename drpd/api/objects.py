@@ -81,12 +81,16 @@ async def read_body() -> bytes:
     return b"".join([c async for c in iter_body(ctx().settings.max_body_size)])
 
 
-async def read_json() -> Any:
-    body = await read_body()
+def parse_json(body: bytes) -> Any:
+    """Any JSON value; malformed input (lone surrogates included) is a 400."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+async def read_json() -> Any:
+    return parse_json(await read_body())
 
 
 def kind_for(prefix: str) -> Kind:
@@ -250,11 +254,11 @@ async def create(kind: Kind) -> Response:
           methods=["GET", "PUT", "PATCH", "DELETE", "POST"])
 async def item(prefix: str, rest: str) -> Response:
     kind = kind_for(prefix)
-    rest = unquote(rest)
     if kind.param_key:
-        key, sub = rest, []
+        key, sub = unquote(rest), []
     else:
-        key, *sub = rest.split("/")
+        # split before decoding: a key holding an encoded "/" stays one key
+        key, *sub = (unquote(segment) for segment in rest.split("/"))
     if sub:
         handler = ctx().extras.get((prefix, sub[0])) or ctx().extras.get(("*", sub[0]))
         if sub[0] == "params" and kind.has_params:
@@ -294,10 +298,7 @@ async def item(prefix: str, rest: str) -> Response:
     body = await read_body()
     record = resolve(kind, key)
     check_writable(kind, record)
-    try:
-        patch = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
+    patch = parse_json(body)
     merge = request.mimetype == "application/merge-patch+json" or isinstance(patch, dict)
 
     def mutate(old: Any) -> Any:
@@ -333,10 +334,7 @@ async def params(kind: Kind, key: str, name: str) -> Response:
     if name and not is_valid_param_name(name):
         raise Unprocessable(f"invalid param name {name!r}", model=kind.prefix, key=key)
     if method in ("POST", "PUT"):
-        try:
-            value = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"malformed JSON: {exc}") from None
+        value = parse_json(body)
         if not name:
             if not isinstance(value, dict):
                 raise BadRequest("params must be a JSON object")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -41,12 +43,20 @@ async def provider_binary(name: str) -> Response:
         raise NotFound(f"plugin_providers {name} not found", model="plugin_providers", key=name)
     path = manager().binary_path(name)
     try:
-        data = await trio.Path(path).read_bytes()
+        f = await trio.open_file(path, "rb")
     except FileNotFoundError:
         raise NotFound(f"the file of provider {name} is gone", model="plugin_providers",
                        key=name) from None
-    return Response(data, content_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    size = (await trio.to_thread.run_sync(os.fstat, f.wrapped.fileno())).st_size
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async with f:
+            while chunk := await f.read(256 * 1024):
+                yield chunk
+
+    return Response(chunks(), content_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "Content-Length": str(size)})
 
 
 async def plugin_restart(kind: Kind, key: str, rest: list[str]) -> Response:

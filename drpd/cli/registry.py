@@ -59,6 +59,8 @@ class Context:
     stdin: IO[str]
     make_client: Callable[[], Client]
     usage: str = ""
+    #: where a command that prints more than its answer writes (nested help)
+    stdout: IO[str] | None = None
     _client: Client | None = field(default=None, repr=False)
 
     @property

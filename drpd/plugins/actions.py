@@ -168,7 +168,7 @@ class ActionDispatcher:
                         status, body = await client.request("POST", "/api-plugin/v4/action",
                                                             _encode(action))
                     except HTTPError as exc:
-                        if not sup.available:  # it stopped or crashed meanwhile
+                        if await sup.exited_soon():  # it stopped or crashed meanwhile
                             status = 503
                             raise Unavailable(
                                 f"plugin {sup.name} stopped during action "

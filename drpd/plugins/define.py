@@ -51,30 +51,36 @@ def _tail(data: bytes, limit: int = 600) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-async def define(binary: Path, *, env: Mapping[str, str], limit: float) -> PluginProvider:
-    """Run ``define`` and validate its answer; raises ``DefineError``."""
+async def define(binary: Path, *, env: Mapping[str, str], limit: float,
+                 label: str | None = None) -> PluginProvider:
+    """Run ``define`` and validate its answer; raises ``DefineError``.
+
+    ``label`` names the file in messages (an upload's temporary path means
+    nothing to the person who uploaded it).
+    """
+    shown = label or str(binary)
     if not os.access(binary, os.X_OK):
-        raise DefineError(f"{binary}: not an executable file")
+        raise DefineError(f"{shown}: not an executable file")
     try:
         result = await run_verb(binary, ["define"], env=env, limit=limit)
     except trio.TooSlowError:
-        raise DefineError(f"{binary} define: no answer within {limit:g} s") from None
+        raise DefineError(f"{shown} define: no answer within {limit:g} s") from None
     except OSError as exc:
-        raise DefineError(f"{binary} define: cannot run it: {exc.strerror or exc}") from None
+        raise DefineError(f"{shown} define: cannot run it: {exc.strerror or exc}") from None
     if result.returncode != 0:
         stderr = _tail(result.stderr)
         raise DefineError(
-            f"{binary} define: exit status {result.returncode}"
+            f"{shown} define: exit status {result.returncode}"
             + (f": {stderr}" if stderr else "")
         )
     try:
         provider = _decode.decode(result.stdout)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise DefineError(f"{binary} define: output is not a PluginProvider JSON object: {exc}") from None
-    return validate(provider, binary)
+        raise DefineError(f"{shown} define: output is not a PluginProvider JSON object: {exc}") from None
+    return validate(provider, shown)
 
 
-def validate(provider: PluginProvider, binary: Path) -> PluginProvider:
+def validate(provider: PluginProvider, binary: Path | str) -> PluginProvider:
     if not is_valid_provider_name(provider.Name):
         raise DefineError(f"{binary} define: invalid provider Name {provider.Name!r}")
     if provider.PluginVersion not in (0, 4):

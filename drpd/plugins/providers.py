@@ -93,7 +93,7 @@ class ProviderRegistry:
 
     # -- installing --------------------------------------------------------------
     async def install(self, source: Path, *, expected: str | None,
-                      in_place: bool = False) -> PluginProvider:
+                      in_place: bool = False, label: str | None = None) -> PluginProvider:
         """Define ``source`` and install it as ``<plugin-dir>/<Name>``.
 
         ``in_place`` files already sit at their final path (found in the
@@ -106,12 +106,11 @@ class ProviderRegistry:
             if known is not None and known.Sha256 == sha:
                 return known  # the same bytes again change nothing
         await trio.to_thread.run_sync(os.chmod, source, 0o755)
+        shown = label or source.name
         provider = await define(source, env=manager.provider_env(None),
-                                limit=manager.settings.define_timeout)
+                                limit=manager.settings.define_timeout, label=shown)
         if expected is not None and provider.Name != expected:
-            raise DefineError(
-                f"{source.name} defines provider {provider.Name!r}, not {expected!r}"
-            )
+            raise DefineError(f"{shown} defines provider {provider.Name!r}, not {expected!r}")
         size, sha = await trio.to_thread.run_sync(file_digest, source)
         provider.Size, provider.Sha256 = size, sha
         bundle = self._bundle_of(provider)
@@ -205,7 +204,7 @@ class ProviderRegistry:
                 await f.flush()
                 await trio.to_thread.run_sync(os.fsync, fd)
             try:
-                return await self.install(path, expected=name)
+                return await self.install(path, expected=name, label=f"the upload for {name}")
             except DefineError as exc:
                 raise Unprocessable(str(exc), model="plugin_providers", key=name) from None
             except BadRequest as exc:  # its Content is not a valid bundle

@@ -233,6 +233,20 @@ class Supervisor:
             self._record(errors[0])
         self.errors = errors
 
+    async def exited_soon(self, seconds: float = 1.0) -> bool:
+        """True if the provider process is gone, or goes within ``seconds``.
+
+        A connection cut in the middle of an action is either a provider
+        that died (the instance is unavailable: 503) or one that misbehaved
+        and lives on (502); this tells them apart.
+        """
+        run = self._run
+        if run is None or not self.available:
+            return True
+        with trio.move_on_after(seconds):
+            await run.exited.wait()
+        return run.exited.is_set()
+
     def note_error(self, message: str) -> None:
         """A misbehaviour that did not stop the provider (a bad action answer)."""
         self._record(message)

@@ -1,0 +1,123 @@
+"""Provider executables in and out, and a plugin instance's log.
+
+    drpcli plugin_providers upload <file>                 (named after the file)
+    drpcli plugin_providers upload <name> from <file>
+    drpcli plugin_providers download <name> to <file>
+    drpcli plugins log <name> [<lines>]
+
+``upload`` streams the file (a provider may be hundreds of MiB) and prints
+the stored provider; the server checks that the executable's ``define``
+names the same provider and answers 422 with its reason otherwise.
+``upload <file>`` takes the name from the file's basename, as DRP's drpcli
+does. ``download`` writes a temporary file next to the target and renames it
+into place once complete, so the target is never a partial executable;
+the result is mode 0755. A target that is a directory gets the provider's
+name inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from typing import Any
+
+from ..models.names import is_valid_provider_name
+from .registry import NO_OUTPUT, Args, CliError, Context, UsageError, command
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _check_name(name: str, usage: str) -> str:
+    """Refuse a name the server would refuse (or that would not even stay
+    one path segment: ``..``) before streaming a large file for nothing."""
+    if not is_valid_provider_name(name):
+        raise UsageError(f"invalid provider name {name!r}", usage)
+    return name
+
+
+@command(
+    "upload",
+    "<name-or-file> [from <file>]",
+    "install or replace a provider from an executable; "
+    "without `from`, the name is the file's basename",
+    ("plugin_providers",),
+)
+def upload(ctx: Context, a: Args) -> Any:
+    if a["file"] is None:
+        path = a["name-or-file"]
+        name = os.path.basename(path.rstrip("/"))
+        if not is_valid_provider_name(name):
+            raise UsageError(
+                f"cannot name a provider after {path!r}; use: upload <name> from <file>",
+                ctx.usage,
+            )
+    else:
+        name, path = _check_name(a["name-or-file"], ctx.usage), a["file"]
+    # A regular file only: its size is the Content-Length httpx sends (a
+    # pipe would claim 0), and opening a FIFO would block.
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CliError(f"cannot upload {path}: not a regular file")
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {_os_reason(exc)}") from None
+    with fh:
+        _, provider = ctx.client.upload_provider(name, fh)
+    return provider
+
+
+@command(
+    "download",
+    "<name> to <file>",
+    "save a provider's executable (atomically, mode 0755); a directory gets <name> inside",
+    ("plugin_providers",),
+)
+def download(ctx: Context, a: Args) -> Any:
+    name, target = _check_name(a["name"], ctx.usage), a["file"]
+    if not target:
+        raise UsageError("empty target file name", ctx.usage)
+    if os.path.isdir(target):
+        target = os.path.join(target, name)
+    directory = os.path.dirname(target) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
+        )
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {_os_reason(exc)}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            ctx.client.download_provider(name, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise CliError(f"cannot write {target}: {_os_reason(exc)}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return NO_OUTPUT
+
+
+@command(
+    "log",
+    "<name> [<lines>]",
+    "show the last lines (default 100) a plugin instance's provider logged",
+    ("plugins",),
+)
+def log(ctx: Context, a: Args) -> Any:
+    lines = None
+    if a["lines"] is not None:
+        word = a["lines"]
+        if not word.isdigit():
+            raise UsageError(f"bad line count {word!r}: expected a whole number", ctx.usage)
+        lines = int(word)
+    return ctx.client.plugin_log(a["name"], lines)
