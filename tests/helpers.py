@@ -14,6 +14,6 @@ from drpd.testing import DrpdProcess
 async def api_client(drpd: DrpdProcess, **kw: object) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         base_url=drpd.endpoint + "/api/v3", auth=kw.pop("auth", drpd.auth),  # type: ignore[arg-type]
-        verify=drpd.verify, timeout=30, **kw,  # type: ignore[arg-type]
+        verify=drpd.verify, timeout=kw.pop("timeout", 30), **kw,  # type: ignore[arg-type]
     ) as client:
         yield client

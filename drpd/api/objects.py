@@ -210,7 +210,8 @@ async def collection(prefix: str) -> Response:
     args = request.args
     offset = _int_arg("offset", 0)
     limit = _int_arg("limit", None)
-    filters = {k: v for k, v in args.items() if k not in ("offset", "limit", "decode", "wait")}
+    filters = {k: v for k, v in args.items()
+               if k not in ("offset", "limit", "decode", "wait", "token")}
     items = [show(kind, r) for r in records]
     known = getattr(kind.model, "__struct_fields__", None)  # None: any field (StoreObjects)
     for field_name, wanted in filters.items():
