@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STATE ?= .state
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,15 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check drpd tests bench
 
+## Every benchmark in full, then a summary (bench/results/*.json); bench-quick: CI-sized.
+## bench/peer.py needs supervisord (PyPI: supervisor), installed here if missing.
 bench: $(STAMP)
-	$(BIN)/python bench/store.py
+	$(BIN)/python -c 'import supervisor' 2>/dev/null || $(BIN)/pip install --quiet supervisor
+	$(BIN)/python bench/run_all.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python -c 'import supervisor' 2>/dev/null || $(BIN)/pip install --quiet supervisor
+	$(BIN)/python bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) $(STATE) .pytest_cache .ruff_cache

@@ -32,6 +32,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_body_size: int = 16 * 1024 * 1024
     #: largest provider upload, bytes
     max_upload_size: int = 512 * 1024 * 1024
+    #: largest file stored in the file space through POST /files/<path>, bytes
+    max_file_size: int = 512 * 1024 * 1024
     #: seconds a client may take to send a request body
     body_timeout: float = 60.0
     #: lifetime of tokens from /users/<name>/token when no ttl is asked for
@@ -54,14 +56,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     action_concurrency: int = 128
     event_queue: int = 1_000
     event_retain: int = 10_000
+    #: port of an unauthenticated listener serving only GET /metrics on
+    #: ``bind``; -1 (the default) is off, 0 picks a free port
+    metrics_port: int = -1
 
     def __post_init__(self) -> None:
         for name in ("api_port", "static_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be 0..65535, not {port}")
-        for name in ("max_body_size", "max_upload_size", "action_concurrency", "event_queue",
-                     "event_retain", "token_ttl"):
+        if not -1 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be -1 (off) or 0..65535, not {self.metrics_port}")
+        for name in ("max_body_size", "max_upload_size", "max_file_size", "action_concurrency",
+                     "event_queue", "event_retain", "token_ttl"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("body_timeout", "define_timeout", "ready_timeout", "config_timeout",
@@ -80,6 +87,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 FIELDS = tuple(Settings.__struct_fields__)
+#: settings a SIGHUP reload cannot apply to the running drpd: they name
+#: sockets, directories or structures built at start. A reload that changes
+#: one logs that it waits for a restart; every other setting applies at once
+#: (timeouts and limits are read where they are used).
+RESTART_ONLY = frozenset({
+    "state_dir", "api_port", "static_port", "bind", "plugin_dir", "no_tls", "metrics_port",
+    "event_retain", "basic_auth_cache",
+})
 
 
 class ConfigError(Exception):

@@ -1,8 +1,12 @@
 """``drpd``: the daemon's entry point.
 
-``drpd serve`` builds the parts (store, bus, auth, API, static server) and
-runs them under one root nursery; SIGTERM or SIGINT cancel it, and shutdown
-is that cancellation unwinding, bounded by ``shutdown_timeout``.
+``drpd serve`` builds the parts (store, bus, auth, API, static server,
+plugin manager) and runs them under one root nursery. SIGTERM or SIGINT
+begin an ordered shutdown bounded by ``shutdown_timeout`` (``Daemon``);
+SIGHUP reloads the configuration. Under systemd it reports READY, STATUS,
+RELOADING, STOPPING and watchdog pings (``notify``). ``drpd backup`` and
+``drpd restore`` copy the store out and back (``backup``); ``drpd passwd``
+sets a password while drpd is stopped.
 """
 
 from __future__ import annotations
@@ -13,22 +17,26 @@ import fcntl
 import getpass
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 
-from . import __version__
+from . import __version__, metrics
 from .auth import DEFAULT_USER, Authenticator, is_loopback, load_or_create_key
+from .backup import KEEP_SUFFIX, BackupError, backup, match_owner, restore
 from .bus import EventBus
-from .config import FIELDS, ConfigError, Settings, load_settings
-from .logs import setup_logging
+from .config import FIELDS, RESTART_ONLY, ConfigError, Settings, load_settings
+from .logs import set_level, setup_logging
+from .notify import Notifier, watchdog, watchdog_interval
 from .store import SQLiteStore
 
 log = logging.getLogger("drpd")
@@ -111,20 +119,53 @@ def url_host(host: str) -> str:
 
 
 class Daemon:
-    """The running parts of one drpd, wired together."""
+    """The running parts of one drpd, wired together.
 
-    def __init__(self, settings: Settings) -> None:
+    ``run`` starts them and returns only after an ordered shutdown, which
+    ``request_stop`` begins (serve() calls it on SIGTERM / SIGINT):
+
+    1. ``STOPPING=1``; the API, static and metrics listeners stop accepting
+       connections, and requests in flight get hypercorn's graceful period;
+    2. every supervisor stops its provider (PROTOCOL.md section 5), all at once;
+    3. providers still alive shortly before ``shutdown_timeout`` are
+       SIGKILLed, with anything carrying drpd's run marker, so the bound
+       holds even for providers that ignore /stop and SIGTERM;
+    4. the store is closed (its WAL checkpointed).
+    """
+
+    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.state = prepare_state_dir(settings)
         self.bus = EventBus(retain=settings.event_retain, queue_size=settings.event_queue)
         self.store = SQLiteStore(self.state.db, on_change=self.bus.publish)
+        self.notifier = notifier or Notifier(None)
+        self.metrics = metrics.Metrics()
+        metrics.install(self.metrics)
         self.api_port = 0
         self.static_port = 0
+        self.metrics_port = 0
         self.cert: Path | None = None
+        self.manager: Any = None
+        self.app: Any = None
+        #: True from READY=1 until shutdown begins: SIGHUP is honoured then
+        self.running = False
+        self.stop_requested = trio.Event()
 
     @property
     def endpoint(self) -> str:
         return f"{self.settings.scheme}://{url_host(self.settings.bind)}:{self.api_port}"
+
+    def request_stop(self) -> None:
+        """Begin the ordered shutdown (once ``run`` has started everything)."""
+        self.stop_requested.set()
+
+    def status(self) -> str:
+        """One line for ``systemctl status``: instance counts and the endpoint."""
+        sups = list(self.manager.supervisors.values()) if self.manager is not None else []
+        available = sum(1 for sup in sups if sup.available)
+        failing = sum(1 for sup in sups if metrics.is_failing(sup))
+        return (f"{available} of {len(sups)} instance(s) available, {failing} failing; "
+                f"API {self.endpoint}")
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         from hypercorn.config import Config as HyperConfig
@@ -151,6 +192,8 @@ class Daemon:
                 await self.store.open()
             except Exception as exc:
                 raise StartupError(f"cannot open the store {self.state.db}: {exc}") from None
+            # events of an earlier run are not retained: resumes from before are gaps
+            self.bus.resume_from(self.store.last_seq)
             try:
                 loopback = is_loopback(settings.bind)
                 users = self.store.list("users")
@@ -171,11 +214,17 @@ class Daemon:
                 stack.callback(api_sock.close)
                 static_sock = bind_socket(settings.bind, settings.static_port, "static file server")
                 stack.callback(static_sock.close)
+                metrics_sock = None
+                if settings.metrics_port >= 0:
+                    metrics_sock = bind_socket(settings.bind, settings.metrics_port, "metrics")
+                    stack.callback(metrics_sock.close)
+                    self.metrics_port = metrics_sock.getsockname()[1]
                 self.api_port = api_sock.getsockname()[1]
                 self.static_port = static_sock.getsockname()[1]
                 context = ApiContext(
                     settings=settings, store=self.store, bus=self.bus, auth=auth,
                     api_port=self.api_port, static_port=self.static_port, version=__version__,
+                    files_dir=self.state.files,
                     params=ParamChecker(self.store), content=ContentService(self.store),
                     secure=SecureParams(await trio.to_thread.run_sync(
                         load_secure_key, self.state.root / "secure.key"), self.store),
@@ -207,50 +256,260 @@ class Daemon:
                     await trio.to_thread.run_sync(prepare_runtime_dir, manager.runtime_dir)
                 except RuntimeDirError as exc:
                     raise StartupError(str(exc)) from None
+                self.manager = manager
+                self.metrics.bind(manager=manager, bus=self.bus, version=__version__)
                 context.manager = manager
+                manager.bus = self.bus  # HasPublish forwarding (plugins/publisher.py)
                 manager.secure = context.secure
                 context.hooks["plugins"] = manager
                 context.hooks["params"] = ParamsHooks(manager)
-                static_config = HyperConfig()
-                static_config.accesslog = None
-                static_config.errorlog = logging.getLogger("hypercorn.error")
-                static_config.graceful_timeout = 1.0
+                static_config = _plain_config(HyperConfig())
                 app = create_app(context)
+                self.app = app
+                # set by the shutdown: every listener stops accepting
+                listeners_stop = trio.Event()
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(manager.run)
-                    await nursery.start(self._serve, worker_serve, wrap_app(app, 0, "asgi"),
-                                        api_config, api_sockets)
-                    await nursery.start(self._serve, worker_serve,
+                    manager_scope = trio.CancelScope()
+                    manager_done = trio.Event()
+                    await nursery.start(_in_scope, manager_scope, manager_done, manager.run)
+                    await nursery.start(_serve, worker_serve, wrap_app(app, 0, "asgi"),
+                                        api_config, api_sockets, listeners_stop)
+                    await nursery.start(_serve, worker_serve,
                                         wrap_app(StaticFiles(self.state.files), 0, "asgi"),
-                                        static_config, Sockets([], [static_sock], []))
+                                        static_config, Sockets([], [static_sock], []),
+                                        listeners_stop)
+                    if metrics_sock is not None:
+                        await nursery.start(_serve, worker_serve,
+                                            wrap_app(metrics.MetricsApp(self.metrics), 0, "asgi"),
+                                            _plain_config(HyperConfig()),
+                                            Sockets([], [metrics_sock], []),
+                                            listeners_stop)
+                        log.info("metrics without authentication on http://%s:%d/metrics",
+                                 url_host(settings.bind), self.metrics_port)
                     log.info("serving %s (static files on port %d)", self.endpoint,
                              self.static_port)
+                    self.running = True
+                    self.notifier.ready(self.status())
+                    background = trio.CancelScope()
+                    await nursery.start(self._background, background)
                     task_status.started(self.endpoint)
+                    await self.stop_requested.wait()
+                    await self._shutdown(nursery, manager, manager_scope, manager_done,
+                                         listeners_stop)
+                    background.cancel()
             finally:
+                self.running = False
                 with trio.CancelScope(shield=True):
                     await self.store.aclose()
+                self.notifier.status("stopped")
 
-    @staticmethod
-    async def _serve(worker_serve: Any, app: Any, config: Any, sockets: Any,
-                     *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await worker_serve(app, config, sockets=sockets, task_status=task_status)
+    async def _shutdown(self, nursery: trio.Nursery, manager: Any, manager_scope: trio.CancelScope,
+                        manager_done: trio.Event, listeners_stop: trio.Event) -> None:
+        """Steps 1-3 of the ordered shutdown (the class docstring), within the bound."""
+        self.running = False
+        timeout = self.settings.shutdown_timeout
+        deadline = trio.current_time() + timeout
+        # the last resort: nothing unshielded outlives the bound
+        nursery.cancel_scope.deadline = deadline
+        count = sum(1 for sup in manager.supervisors.values() if sup.pid)
+        self.notifier.stopping(f"stopping {count} provider(s)")
+        log.info("shutting down: stopping %d provider(s) within %g s", count, timeout)
+        listeners_stop.set()
+        self.bus.shutdown()  # websocket connections close now, not after the graceful period
+        manager_scope.cancel()
+        # leave time after the kill for the supervisors and the store to finish
+        with trio.move_on_at(deadline - min(2.0, timeout / 5)):
+            await manager_done.wait()
+        if not manager_done.is_set():
+            killed = await kill_providers(manager)
+            log.warning("shutdown: %d provider process(es) had not stopped in time: killed",
+                        killed)
+
+    async def _background(self, scope: trio.CancelScope, *,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The watchdog pings and STATUS updates, until the shutdown is done."""
+        with scope:
+            async with trio.open_nursery() as nursery:
+                interval = watchdog_interval()
+                if self.notifier.enabled:
+                    if interval is not None:
+                        log.info("systemd watchdog: pinging every %g s", interval)
+                        nursery.start_soon(watchdog, self.notifier, interval)
+                    nursery.start_soon(self._report_status)
+                task_status.started()
+
+    async def _report_status(self) -> None:
+        """Send STATUS= when the counts change (checked every second)."""
+        while True:
+            await trio.sleep(STATUS_INTERVAL)
+            status = self.status()
+            if self.running and status != self.notifier.last_status:
+                self.notifier.status(status)
+
+    async def reload(self, load: Callable[[], Settings]) -> None:
+        """SIGHUP: read the settings again and apply what can change live.
+
+        A new configuration that does not load is logged and ignored: the
+        running one stays, whole.
+        """
+        self.notifier.reloading()
+        try:
+            new = await trio.to_thread.run_sync(load)
+        except ConfigError as exc:
+            log.error("configuration not reloaded, the running one stays: %s", exc)
+        except Exception:
+            log.exception("configuration not reloaded, the running one stays")
+        else:
+            self.apply_settings(new)
+        self.notifier.ready(self.status())
+
+    def apply_settings(self, new: Settings) -> None:
+        """Copy every live-changeable setting into the running ``Settings``.
+
+        The parts share one ``Settings`` object and read timeouts and limits
+        where they use them, so changing it in place applies at once; the
+        few values copied elsewhere at start are updated here too.
+        """
+        current = self.settings
+        changes = {name: (getattr(current, name), getattr(new, name)) for name in FIELDS
+                   if getattr(current, name) != getattr(new, name)}
+        applied = []
+        for name, (before, after) in sorted(changes.items()):
+            if name in RESTART_ONLY:
+                log.warning("configuration: %s changed (%r -> %r): takes effect when drpd "
+                            "restarts", name, before, after)
+                continue
+            setattr(current, name, after)
+            applied.append(f"{name} {before!r} -> {after!r}")
+        set_level(current.log_level)
+        self.bus.queue_size = current.event_queue
+        if self.app is not None:
+            self.app.config["BODY_TIMEOUT"] = current.body_timeout
+        log.info("configuration reloaded: %s", "; ".join(applied) or "nothing to change")
+        log.debug("effective configuration: %s", msgspec.json.encode(current).decode())
+
+    async def handle_signals(self, signals: AsyncIterator[int],
+                             load: Callable[[], Settings] | None,
+                             serve_scope: trio.CancelScope) -> None:
+        """SIGTERM/SIGINT stop drpd, SIGHUP reloads its configuration.
+
+        A stop during start-up cannot be ordered yet: it cancels the start
+        (bounded by ``shutdown_timeout``) instead.
+        """
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if signum == signal.SIGHUP:
+                if not self.running or load is None:
+                    log.warning("received SIGHUP while starting or stopping: ignored")
+                    continue
+                log.info("received SIGHUP: reloading the configuration")
+                await self.reload(load)
+                continue
+            if self.stop_requested.is_set():
+                log.info("received %s: already shutting down", name)
+                continue
+            log.info("received %s: shutting down", name)
+            self.request_stop()
+            if not self.running:
+                self.notifier.stopping("stopping during start-up")
+                serve_scope.deadline = trio.current_time() + self.settings.shutdown_timeout
+                serve_scope.cancel()
 
     def _password_hash_of(self, user: str) -> str | None:
         record = self.store.get("users", user)
         return None if record is None else record.obj.PasswordHash
 
 
-async def serve(settings: Settings) -> int:
-    daemon = Daemon(settings)
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            endpoint = await nursery.start(daemon.run)
-            print(f"drpd: serving {endpoint}", flush=True)
-            async for signum in signals:
-                log.info("received %s: shutting down", signal.Signals(signum).name)
-                break
-            nursery.cancel_scope.deadline = trio.current_time() + settings.shutdown_timeout
-            nursery.cancel_scope.cancel()
+#: seconds between checks for a STATUS= change
+STATUS_INTERVAL = 1.0
+
+
+def _plain_config(config: Any) -> Any:
+    """hypercorn settings of the small listeners (static files, metrics)."""
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 1.0
+    return config
+
+
+async def _in_scope(scope: trio.CancelScope, done: trio.Event, fn: Any, *,
+                    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run ``fn`` under a cancel scope of its own: one part stops, the rest go on."""
+    try:
+        with scope:
+            await fn(task_status=task_status)
+    finally:
+        done.set()
+
+
+async def _serve(worker_serve: Any, app: Any, config: Any, sockets: Any, stop: trio.Event,
+                 *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until ``stop`` is set, then close the listening sockets at once.
+
+    hypercorn stops accepting on ``stop`` and gives requests in flight its
+    graceful period; closing the sockets after it makes new connections fail
+    fast instead of waiting in the backlog until drpd exits.
+    """
+    try:
+        await worker_serve(app, config, sockets=sockets, shutdown_trigger=stop.wait,
+                           task_status=task_status)
+    finally:
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            sock.close()
+
+
+async def kill_providers(manager: Any) -> int:
+    """SIGKILL every provider process group and every process with drpd's run marker."""
+    from .plugins.processes import RUN_VAR, kill_marked, signal_group
+
+    count = 0
+    for sup in list(manager.supervisors.values()):
+        if sup.pid:
+            signal_group(sup.pid, signal.SIGKILL)
+            count += 1
+    count += await trio.to_thread.run_sync(kill_marked, RUN_VAR, manager.run_id)
+    return count
+
+
+def raise_nofile_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard one; returns (soft, hard).
+
+    200 instances hold two sockets, two pipes and a pool of connections
+    each; the common soft default of 1024 is too few. systemd's default hard
+    limit (524288) is plenty. Providers inherit the raised limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        try:
+            target = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            target = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+    return soft, hard
+
+
+async def serve(settings: Settings, load: Callable[[], Settings] | None = None) -> int:
+    """``drpd serve``: run a Daemon until SIGTERM / SIGINT; SIGHUP reloads via ``load``."""
+    notifier = Notifier.from_env()
+    daemon = Daemon(settings, notifier=notifier)
+    try:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(daemon.handle_signals, signals, load, nursery.cancel_scope)
+                try:
+                    async with trio.open_nursery() as inner:
+                        endpoint = await inner.start(daemon.run)
+                        print(f"drpd: serving {endpoint}", flush=True)
+                finally:
+                    nursery.cancel_scope.cancel()
+    finally:
+        notifier.close()
     return 0
 
 
@@ -264,6 +523,11 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin-dir", help="provider executables (default <state-dir>/plugins)")
     parser.add_argument("--no-tls", action="store_const", const=True, help="serve plain HTTP")
     parser.add_argument("--log-level", help="debug, info, warning, error")
+
+
+def _add_state_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (see conf/drpd.toml)")
+    parser.add_argument("--state-dir", help="drpd's state directory")
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -318,6 +582,36 @@ async def set_password(settings: Settings, user: str, password: str) -> None:
             await store.aclose()
 
 
+def backup_command(settings: Settings, dest: Path) -> int:
+    state = StateDir(Path(settings.state_dir).absolute())
+    count = backup(state.db, dest)
+    print(f"drpd: backed up {count} object(s) from {state.db} to {dest}")
+    return 0
+
+
+def restore_command(settings: Settings, source: Path) -> int:
+    root = Path(settings.state_dir).absolute()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"state directory {root} is not usable: {exc.strerror}") from None
+    state = StateDir(root)
+    lock = root / "drpd.lock"
+    created = not lock.exists()
+    with ExitStack() as stack:
+        try:
+            lock_state_dir(state, stack)
+        except StartupError:
+            raise StartupError(
+                f"drpd is running on {root}: stop it first (systemctl stop drpd)") from None
+        if created:
+            match_owner(lock, root)
+        count = restore(source, root)
+    print(f"drpd: restored {count} object(s) from {source} into {state.db} "
+          f"(the store it replaced, if any, is kept as {state.db.name}{KEEP_SUFFIX})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="drpd", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"drpd {__version__}")
@@ -327,6 +621,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     passwd_p = sub.add_parser("passwd", help="set a user's password (prompt or stdin)")
     passwd_p.add_argument("user")
     _add_setting_flags(passwd_p)
+    backup_p = sub.add_parser(
+        "backup", help="copy the store to FILE consistently (also while drpd runs)")
+    backup_p.add_argument("file")
+    _add_state_flags(backup_p)
+    restore_p = sub.add_parser(
+        "restore", help="put a backup FILE back as the store of a stopped drpd")
+    restore_p.add_argument("file")
+    _add_state_flags(restore_p)
     args = parser.parse_args(argv)
     try:
         return _run_command(args)
@@ -338,8 +640,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         first: BaseException = found
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
-        print(f"drpd: cannot start: {first}", file=sys.stderr)
-        return 1
+        return _cannot_start(str(first))
+
+
+def _cannot_start(reason: str) -> int:
+    """One line on stderr, and the same as systemd's STATUS (``systemctl status``)."""
+    print(f"drpd: cannot start: {reason}", file=sys.stderr)
+    notifier = Notifier.from_env()
+    notifier.status(f"cannot start: {reason}")
+    notifier.close()
+    return 1
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -347,15 +657,21 @@ def _run_command(args: argparse.Namespace) -> int:
         settings = _settings_from(args)
         setup_logging(settings.log_level)
         if args.command == "serve":
-            return trio.run(serve, settings)
+            raise_nofile_limit()
+            return trio.run(serve, settings, lambda: _settings_from(args))
+        if args.command == "backup":
+            return backup_command(settings, Path(args.file))
+        if args.command == "restore":
+            return restore_command(settings, Path(args.file))
         if args.command == "passwd":
             password = _read_new_password(args.user)
             trio.run(set_password, settings, args.user, password)
             print(f"drpd: password set for {args.user}")
             return 0
-    except (ConfigError, StartupError) as exc:
-        print(f"drpd: cannot start: {exc}" if args.command == "serve" else f"drpd: {exc}",
-              file=sys.stderr)
+    except (ConfigError, StartupError, BackupError) as exc:
+        if args.command == "serve":
+            return _cannot_start(str(exc))
+        print(f"drpd: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -19,7 +19,8 @@ CHUNK = 256 * 1024
 def safe_path(root: Path, rel: str) -> Path | None:
     """``root/rel`` if it stays inside ``root`` and names no hidden trick."""
     parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if any(p == ".." or "\0" in p for p in parts):
+    # ".." escapes; other dot-names are drpd's own temporaries (.upload-*, .unpack-*)
+    if any(p.startswith(".") or "\0" in p for p in parts):
         return None
     path = root.joinpath(*parts)
     try:

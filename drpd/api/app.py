@@ -6,8 +6,9 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from .. import metrics
 from ..models import DrpError, NotFound
-from . import actions, contents, objects, plugins, system
+from . import actions, contents, events, files, objects, plugins, system
 from .context import ApiContext
 from .errors import drp_error, http_error, unexpected_error
 
@@ -16,7 +17,7 @@ OPEN_PATHS = frozenset({"/api/v3/healthz"})
 
 
 def create_app(context: ApiContext) -> QuartTrio:
-    app = QuartTrio("drpd")
+    app = QuartTrio("drpd", static_folder=None)  # files are served by drpd.static
     app.config["DRPD"] = context
     # Bodies are read through objects.iter_body, which applies the limit of
     # each route (JSON bodies, provider uploads) and the body timeout.
@@ -24,6 +25,9 @@ def create_app(context: ApiContext) -> QuartTrio:
     app.config["BODY_TIMEOUT"] = context.settings.body_timeout
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    # metrics (issue 7): request counts by URL rule, GET /api/v3/metrics;
+    # first, so that requests refused by authenticate are timed too
+    metrics.instrument(app)
     system.register(context)
     plugins.register(context)
     actions.register(context)
@@ -45,9 +49,11 @@ def create_app(context: ApiContext) -> QuartTrio:
         )
 
     app.register_blueprint(system.bp)
+    app.register_blueprint(events.bp)
     app.register_blueprint(plugins.bp)
     app.register_blueprint(actions.bp)
     app.register_blueprint(contents.bp)
+    app.register_blueprint(files.bp)
     app.register_blueprint(objects.bp)
     app.register_error_handler(DrpError, drp_error)
     app.register_error_handler(HTTPException, http_error)

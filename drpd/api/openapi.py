@@ -160,6 +160,26 @@ def build(kinds: dict[str, Kind], version: str) -> dict[str, Any]:
         "post": _op("run a system action", _answer({}), 400, 404, 409, 422, 503, 504,
                     params=[_param("cmd"), _param("plugin", "query", required=False)],
                     body=_body({"type": "object"}))}
+    binary = {"type": "string", "format": "binary"}
+    file_path = [_param("path")]
+    paths["/files"] = {"get": _op("list the root of the file space", _answer(
+        {"type": "array", "items": {"type": "string"}}), 403, 404,
+        params=[_param("path", "query", required=False)])}
+    paths["/files/{path}"] = {
+        "get": {"summary": "download a file, or list a directory (path ending in /)",
+                "parameters": file_path,
+                "responses": {"200": {"description": "the file or a JSON list", "content": {
+                    "application/octet-stream": {"schema": binary}}}, **_errors(401, 403, 404)}},
+        "post": _op("upload a file (plugin_providers/<name> installs a provider)",
+                    _answer({"type": "object"}), 403, 409, 413, 422, params=file_path,
+                    body=_body(binary, "application/octet-stream")),
+        "delete": _op("remove a file or an empty directory", _answer({"type": "object"}),
+                      403, 404, 409, params=file_path),
+    }
+    paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "responses": {
+        "200": {"description": "text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}}},
+        **_errors(401)}}}
     paths["/info"] = {"get": _op("server information", _answer(_ref("Info")))}
     paths["/events"] = {"post": _op("publish an event", _answer(_ref("Event")), 400,
                                     body=_body(_ref("Event")))}
@@ -169,7 +189,9 @@ def build(kinds: dict[str, Kind], version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "drpd", "version": version,
-                 "description": "DRP v4 compatible REST API of drpd"},
+                 "description": "DRP v4 compatible REST API of drpd. The event stream is a "
+                                "websocket at /api/v3/ws (register <type>.<action>.<key> "
+                                "text frames), which OpenAPI cannot describe."},
         "servers": [{"url": "/api/v3"}],
         "security": [{"basic": []}, {"bearer": []}],
         "paths": paths,

@@ -1,4 +1,4 @@
-"""The non-object routes: info, health, tokens, passwords, posted events."""
+"""The non-object routes: info, health, tokens, passwords (events: events.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import msgspec
 from quart import Blueprint, Response, request
 
 from ..auth import DEFAULT_USER
-from ..models import BadRequest, Event, Info, Kind, NotFound, TokenResponse, decode_as
+from ..models import BadRequest, Info, Kind, NotFound, TokenResponse, decode_as
 from ..store.sqlite import public_view
 from .objects import ctx, finish, json_response, principal, read_body, resolve
 
@@ -43,16 +43,6 @@ async def get_info() -> Response:
 async def healthz() -> Response:
     await read_body()
     return Response("ok\n", content_type="text/plain")
-
-
-@bp.route("/api/v3/events", methods=["POST"])
-async def post_event() -> Response:
-    event = decode_as(Event, await read_body(), what="events")
-    if not event.Type or not event.Action:
-        raise BadRequest("an event needs Type and Action", model="events")
-    event.Principal = principal()
-    event = await ctx().store.emit(event)
-    return json_response(event)
 
 
 async def user_token(kind: Kind, key: str, rest: list[str]) -> Response:
@@ -101,3 +91,12 @@ async def user_password(kind: Kind, key: str, rest: list[str]) -> Response:
 def register(c: Any) -> None:
     c.extras[("users", "token")] = user_token
     c.extras[("users", "password")] = user_password
+
+
+@bp.route("/api/v3/openapi.json", methods=["GET"])
+async def openapi() -> Response:
+    from .openapi import build
+
+    await read_body()
+    c = ctx()
+    return json_response(build(c.store.kinds, c.version))

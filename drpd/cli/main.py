@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, NoReturn
 
 from ..client import DEFAULT_ENDPOINT, Client, ClientError
-from . import admin, objects  # noqa: F401 -- registers their commands
+from . import actions, admin, catalog, events, extended, files, objects, providers  # noqa: F401 -- registers commands
 from .output import FORMATS, render
 from .registry import NO_OUTPUT, CliError, Context, UsageError, commands_for, groups, match
 
@@ -175,7 +175,12 @@ def dispatch(
     usage = cmd.usage(group_name)
     rest = words[2:]
     ctx = Context(
-        group=group_name, prefix=group_name, stdin=stdin, make_client=make_client, usage=usage
+        group=group_name,
+        prefix=group_name,
+        stdin=stdin,
+        make_client=make_client,
+        usage=usage,
+        stdout=stdout,
     )
     try:
         return cmd.run(ctx, match(cmd.pattern, rest, usage))

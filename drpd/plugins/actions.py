@@ -147,11 +147,12 @@ class ActionDispatcher:
                 + ", ".join(missing), model=model, key=offer.action.Command)
         for name, value in posted.items():
             params.setdefault(name, value)
+        params = self.manager.reveal(params)
         for name, value in params.items():
-            problem = checker.problem(name, value)
+            problem = checker.problem(name, value)  # against the clear value
             if problem:
                 raise Unprocessable(problem, model=model, key=offer.action.Command)
-        return self.manager.reveal(params)
+        return params
 
     async def call(self, offer: Offer, params: dict[str, Any], target_json: Any) -> tuple[int, bytes]:
         """POST the action to the provider; returns (status, body) to answer with."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -21,6 +22,7 @@ from typing import Any
 import msgspec
 import trio
 
+from .. import metrics
 from ..auth import Authenticator
 from ..config import Settings
 from ..content import ContentService
@@ -30,7 +32,7 @@ from ..params import MISSING, ParamChecker
 from ..store import Record, Store
 from . import runtime
 from .actions import ActionDispatcher
-from .processes import RUN_VAR
+from .processes import RUN_VAR, kill_marked
 from .providers import ProviderRegistry
 from .server_api import ServerApi
 from .supervisor import Supervisor
@@ -58,6 +60,7 @@ class PluginManager:
         self.supervisors: dict[str, Supervisor] = {}
         self.registry = ProviderRegistry(self)
         self.actions = ActionDispatcher(self)
+        self.actions.observers.append(metrics.observe_action)
         self.server_api = ServerApi(self)
         self.params = params or ParamChecker(store)
         self.content = content or ContentService(store)
@@ -69,6 +72,8 @@ class PluginManager:
         self._left: set[str] = set()
         self._tokens: dict[str, str] = {}
         self._nursery: trio.Nursery | None = None
+        #: set when drpd stops: supervisors then skip their own /proc sweeps
+        self.shutting_down = False
         self._base_env = self._make_base_env()
         #: drpd.secure.SecureParams, when secure params are enabled
         self.secure: Any = None
@@ -92,9 +97,17 @@ class PluginManager:
                     self._start(record.obj)
                 nursery.start_soon(self.registry.watch)
                 task_status.started()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    self.shutting_down = True
         finally:
             self._nursery = None
             with trio.CancelScope(shield=True):
+                # one sweep for what any provider left behind, then the directory
+                await trio.to_thread.run_sync(kill_marked, RUN_VAR, self.run_id)
+                await trio.to_thread.run_sync(
+                    lambda: shutil.rmtree(self.runtime_dir, ignore_errors=True))
                 # end of file tells the reaper drpd is done; it sweeps and exits
                 assert reaper.stdin is not None
                 await reaper.stdin.aclose()
@@ -187,7 +200,7 @@ class PluginManager:
                    if name not in plugin.Params and self.params.default(name) is MISSING]
         if missing:
             return f"missing required param{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
-        for name, value in plugin.Params.items():
+        for name, value in self.reveal(plugin.Params).items():
             problem = self.params.problem(name, value)
             if problem:
                 return problem

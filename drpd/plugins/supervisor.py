@@ -197,7 +197,15 @@ class Supervisor:
                         await self._changed.wait()
                         continue
                     started = trio.current_time()
-                    outcome = await self._run_once(generation)
+                    try:
+                        outcome = await self._run_once(generation)
+                    except Exception as exc:
+                        # one instance's bug must not take down the manager
+                        # nursery and every other instance with it
+                        log.exception("plugin %s: supervisor error", self.name)
+                        self.errors = [f"internal error: {exc!r}"]
+                        self._record(self.errors[0])
+                        outcome = "failed"
                     if outcome == "restart":
                         self.restarts += 1
                         quick_failures = 0
@@ -366,7 +374,10 @@ class Supervisor:
             )
         except OSError as exc:
             raise StartFailed(f"cannot run {binary}: {exc.strerror or exc}") from None
-        client = UnixHTTPClient(plugin_sock, max_connections=manager.settings.action_concurrency)
+        limit = manager.settings.action_concurrency
+        # keep enough connections alive for the usual concurrency: a new
+        # connection per action costs more than the action (bench/actions.py)
+        client = UnixHTTPClient(plugin_sock, max_connections=limit, max_idle=min(limit, 32))
         run = _Run(process, client, marker)
         self.client = client
         self.pid = process.pid
@@ -432,14 +443,21 @@ class Supervisor:
         body["Name"] = self.name
         result: list[tuple[int, bytes]] = []
 
+        failure: list[str] = []
+
         async def call() -> None:
-            result.append(await run.client.request("POST", "/api-plugin/v4/config", _encode(body)))
+            # caught here: raised inside wait_any's nursery it would arrive
+            # wrapped in an ExceptionGroup and take the whole manager down
+            try:
+                result.append(
+                    await run.client.request("POST", "/api-plugin/v4/config", _encode(body)))
+            except HTTPError as exc:
+                failure.append(f"config failed: {exc}")
 
         with trio.move_on_after(timeout) as scope:
-            try:
-                which = await wait_any(call, run.exited.wait)
-            except HTTPError as exc:
-                raise StartFailed(f"config failed: {exc}") from None
+            which = await wait_any(call, run.exited.wait)
+        if failure and not run.exited.is_set():
+            raise StartFailed(failure[0])
         if scope.cancelled_caught:
             raise StartFailed(f"config not answered within {timeout:g} s")
         if which == 1 or not result:
@@ -474,7 +492,9 @@ class Supervisor:
             with trio.move_on_after(5):
                 await process.wait()
             await run.client.aclose()
-            escaped = await trio.to_thread.run_sync(kill_marked, INSTANCE_VAR, run.marker)
+            # at shutdown the manager sweeps once for every instance instead
+            escaped = 0 if self.manager.shutting_down else await trio.to_thread.run_sync(
+                kill_marked, INSTANCE_VAR, run.marker)
             if escaped:
                 log.info("plugin %s: ended %d escaped child process(es)", self.name, escaped)
 

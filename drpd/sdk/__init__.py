@@ -43,6 +43,12 @@ Handlers and what they get:
   ``Params``; returns any JSON-able value. Actions run concurrently.
 - ``@provider.publish``: ``(ctx, event)`` for every event, in order (this
   sets ``HasPublish``).
+- Selected events instead of every event (DRP's ``SelectEvents``):
+  ``Provider(..., events=["machines.*.*"])`` sends only those to the publish
+  handler, and ``@provider.events("machines.create.*", "plugins.*.*")``
+  registers ``(ctx, event)`` for its own patterns (``<type>.<action>.<key>``,
+  ``*`` or comma lists). They arrive over drpd's websocket, in order, and a
+  dropped connection resumes without losing any (``HasPublish`` stays off).
 - ``@provider.stop``: ``(ctx)`` before the process exits.
 
 Any handler may raise :class:`ActionError` ``(code, message)`` to answer
@@ -52,7 +58,8 @@ its traceback goes to stderr (drpd's log). ``ctx`` talks to drpd:
 loaded on first use). Files for ``unpack``: :meth:`Provider.add_file`.
 
 Cost: importing this package loads msgspec and drpd's models only; trio
-and h11 load for ``serve``, httpx on first use of ``ctx.api``.
+and h11 load for ``serve``, httpx on first use of ``ctx.api``, and
+trio-websocket (with httpx) only when ``serve`` runs with selected events.
 """
 
 from drpd.models.errors import Error

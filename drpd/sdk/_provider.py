@@ -19,6 +19,7 @@ import msgspec
 from drpd.models.errors import Error
 from drpd.models.names import is_valid_provider_name
 from drpd.models.objects import Action, Event
+from drpd.patterns import Pattern, PatternError
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -103,6 +104,15 @@ class _File:
     mode: int
 
 
+def _patterns(values: Iterable[str]) -> tuple[Pattern, ...]:
+    if isinstance(values, str):
+        raise TypeError("events must be a list of patterns, not a string")
+    try:
+        return tuple(Pattern(v) for v in values)
+    except PatternError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _names(values: Iterable[str], what: str) -> tuple[str, ...]:
     if isinstance(values, str):
         raise TypeError(f"{what} must be a list of param names, not a string")
@@ -122,7 +132,11 @@ class Provider:
     Mistakes in the declaration raise at import, so ``define`` fails and
     drpd refuses the provider with the traceback as its reason.
 
-    ``has_publish`` defaults to "a publish handler is registered".
+    ``has_publish`` defaults to "a publish handler is registered and no
+    events are selected". Selected events (``events=[...]`` for the publish
+    handler, or ``@provider.events(...)`` handlers) arrive over drpd's
+    websocket instead, as DRP's ``SelectEvents`` does: only the matching
+    ones, resumed without loss when the connection drops.
     """
 
     def __init__(
@@ -138,6 +152,7 @@ class Provider:
         ignore_events: bool = False,
         content: str = "",
         documentation: str = "",
+        events: Sequence[str] = (),
     ) -> None:
         if not is_valid_provider_name(name):
             raise ValueError(f"invalid provider name {name!r}: use [A-Za-z0-9_.-]+")
@@ -156,14 +171,23 @@ class Provider:
         self.publish_handler: PublishHandler | None = None
         self.stop_handler: StopHandler | None = None
         self._files: list[_File] = []
+        #: patterns whose events go to the publish handler (``events=``)
+        self.publish_patterns = _patterns(events)
+        #: ``@provider.events(...)`` handlers and their patterns
+        self.event_handlers: list[tuple[tuple[Pattern, ...], PublishHandler]] = []
 
     # ------------------------------------------------------------ declaration
 
     @property
     def has_publish(self) -> bool:
         if self._has_publish is None:
-            return self.publish_handler is not None
+            return self.publish_handler is not None and not self.selects_events
         return self._has_publish
+
+    @property
+    def selects_events(self) -> bool:
+        """True when events are to come over the websocket (``serve`` connects it)."""
+        return bool(self.publish_patterns or self.event_handlers)
 
     def config(self, fn: _F) -> _F:
         """Register ``async def fn(ctx, params: dict)``; raise ActionError to refuse."""
@@ -200,6 +224,20 @@ class Provider:
         """Register ``async def fn(ctx, event: Event)``, called for every event in order."""
         self.publish_handler = fn
         return fn
+
+    def events(self, *patterns: str) -> Callable[[_F], _F]:
+        """Register ``async def fn(ctx, event: Event)`` for events matching any of
+        ``patterns`` (``<type>.<action>.<key>``, ``*`` and comma lists as on
+        drpd's websocket), called in order, each event once per handler."""
+        selected = _patterns(patterns)
+        if not selected:
+            raise ValueError("@provider.events needs at least one pattern, e.g. 'machines.*.*'")
+
+        def register(fn: _F) -> _F:
+            self.event_handlers.append((selected, fn))
+            return fn
+
+        return register
 
     def stop(self, fn: _F) -> _F:
         """Register ``async def fn(ctx)``, run when drpd stops the instance (or on SIGTERM)."""

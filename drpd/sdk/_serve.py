@@ -181,6 +181,17 @@ class _Runtime:
                     await self._run_stop_handler()
                 self._exit()
 
+    async def _start_events(self, nursery: trio.Nursery) -> None:
+        """Subscribe to the selected events before READY!, so none published
+        once the instance is available is missed (bounded: drpd's API may
+        still be starting, and the stream keeps trying in the background)."""
+        from ._events import REGISTER_TIMEOUT, follow_events
+
+        registered = trio.Event()
+        nursery.start_soon(follow_events, self.provider, self.ctx, registered)
+        with trio.move_on_after(REGISTER_TIMEOUT):
+            await registered.wait()
+
     async def run(self, plugin_sock: str, server: http11.UnixHTTPClient) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -189,6 +200,8 @@ class _Runtime:
             await nursery.start(
                 partial(http11.serve_unix, plugin_sock, self.handle, on_sent=self.on_sent)
             )
+            if self.provider.selects_events:
+                await self._start_events(nursery)
             sys.stdout.write("READY!\n")
             sys.stdout.flush()
             # serve_unix runs until stop or a signal cancels this nursery.
@@ -216,6 +229,14 @@ async def _main(provider: Provider, plugin_sock: str, server_sock: str) -> None:
 
 def run_serve(provider: Provider, plugin_sock: str, server_sock: str) -> int:
     """Serve until stopped; 0 on a clean stop, 1 when start-up fails (reason on stderr)."""
+    if provider.selects_events:
+        from ._events import selections
+
+        try:
+            selections(provider)
+        except ValueError as exc:
+            sys.stderr.write(f"{provider.name}: cannot serve: {exc}\n")
+            return 1
     try:
         trio.run(_main, provider, plugin_sock, server_sock)
     except BaseExceptionGroup as group:

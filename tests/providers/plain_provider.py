@@ -260,7 +260,8 @@ def serve(plugin_sock: str, server_sock: str) -> int:
         os.unlink(plugin_sock)
     State.drpd = ServerSocket(server_sock)
     server = State.server = UnixHTTPServer(plugin_sock, Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll interval: stop() is noticed in 50 ms, not the default 0.5 s
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     if "noise-before-ready" in MODES:
         print("plain_provider: warming up")

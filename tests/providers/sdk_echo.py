@@ -10,7 +10,10 @@ Knobs, as config params (so a test provokes them per instance):
 code) refuses config with it; ``echo/publish-on-config`` publishes a
 ``echo.configured`` event and logs a line; ``echo/leave-on-config`` calls
 ``leaving``. Events delivered to ``publish`` are kept and returned by the
-``status`` action (``HasPublish`` is set).
+``status`` action (``HasPublish`` is set); with ``echo/log-events`` each is
+also logged through ``ctx.log`` as ``event <Seq> <Type> <Action> <Key>`` (so
+a test reads them from ``GET /plugins/<name>/log``), and
+``echo/publish-delay`` (seconds) makes the publish handler slow.
 """
 
 import os
@@ -29,6 +32,8 @@ provider = Provider(
         "echo/fail-config",
         "echo/publish-on-config",
         "echo/leave-on-config",
+        "echo/log-events",
+        "echo/publish-delay",
     ],
     documentation="Echoes what drpd sends; a test fixture.",
 )
@@ -99,7 +104,15 @@ async def status(ctx: Context, action: Action) -> Any:
 
 @provider.publish
 async def on_event(ctx: Context, event: Event) -> None:
-    events.append({"Type": event.Type, "Action": event.Action, "Key": event.Key})
+    events.append({"Type": event.Type, "Action": event.Action, "Key": event.Key,
+                   "Seq": event.Seq})
+    delay = float(ctx.config.get("echo/publish-delay") or 0)
+    if delay:
+        import trio
+
+        await trio.sleep(delay)
+    if ctx.config.get("echo/log-events"):
+        await ctx.log("info", f"event {event.Seq} {event.Type} {event.Action} {event.Key}")
 
 
 if __name__ == "__main__":

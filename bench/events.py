@@ -1,0 +1,411 @@
+"""Benchmark: drpd's event fan-out to websocket subscribers, against a bare broadcast server.
+
+    .venv/bin/python bench/events.py            # full run, about two minutes
+    .venv/bin/python bench/events.py --quick    # CI smoke run, tiny sizes
+
+What is measured, in one run (every figure is the median of ``rounds``), for
+1, 10 and 100 subscribers:
+
+- drpd (a real ``drpd serve --no-tls`` process, ``DrpdProcess``, default
+  ``event_queue``): one publisher POSTs ``/api/v3/events`` (Basic auth, a
+  kept-alive httpx client with up to ``window`` requests in flight, so one
+  HTTP round trip does not wait for the previous one); every subscriber is
+  a trio-websocket connection to ``/api/v3/ws`` that registered
+  ``bench.*.*``;
+- baseline: ``bench/bare_ws.py``, a bare trio-websocket broadcast server in
+  its own process with the same per-subscriber design (bounded queue, one
+  sender task each) and nothing else; one publisher sends the same JSON
+  frames (the shape and size of drpd's events) over one websocket.
+
+Two measurements per subscriber count:
+
+- *flood*: the publisher sends as fast as it can; the figure is deliveries
+  per second (events received by all subscribers over the wall time from
+  the first publish to the last receive). The two publishers differ: a
+  websocket frame costs the bare publisher far less than an HTTP request
+  costs drpd's, so at one subscriber drpd's figure is its publish rate;
+- *paced*: both publishers send at the same fixed rate, low enough for
+  both servers (``rates``), and the figures are the p50 / p99 of
+  publish-to-receive latency (the scheduled send time to each receive, one
+  clock: publisher and subscribers are tasks of this process, under trio).
+  Flood latencies are mostly queueing behind a faster or slower publisher,
+  so they are kept in the JSON but not compared.
+
+And, to put the publish path apart: drpd's ``POST /api/v3/events`` rate
+with no subscriber against ``bench/bare_quart.py``'s POST route (a
+quart-trio route on hypercorn that reads its JSON body), both driven by
+``window`` kept-alive clients.
+
+A run publishes fewer events than a queue holds, so nothing is dropped; a
+drop would be counted and reported. The subscribers share this process, so
+at 100 subscribers the client side weighs on both servers alike. Rounds
+alternate drpd and baseline so drift hits both. Only 127.0.0.1; every loop
+is bounded by its event count and a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    BENCH_DIR,
+    LOOPBACK,
+    RESULTS_DIR,
+    BareQuart,
+    Figure,
+    Rounds,
+    Sample,
+    _die_with_parent,
+    basic_auth_header,
+    client_factory,
+    drive,
+    expect,
+    machine_info,
+    print_table,
+    stop_process,
+    write_results,
+)
+from drpd.testing import DEFAULT_AUTH, DrpdProcess  # noqa: E402
+
+SUBSCRIBERS = (1, 10, 100)
+PATTERN = "bench.*.*"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int
+    #: events published per flood run, by subscriber count
+    events: dict[int, int]
+    #: paced runs: events per second and events, by subscriber count
+    rates: dict[int, float]
+    paced: dict[int, int]
+    #: untimed events before each run (every subscriber receives them)
+    warmup: int
+    #: POSTs in flight for drpd's publisher
+    window: int
+    #: bytes of padding in each event's Object (drpd's frame is about 300 bytes more)
+    pad: int
+    #: POSTs per round for the publish-path figure
+    posts: int
+
+
+FULL = Sizes(rounds=3, events={1: 2000, 10: 1000, 100: 400},
+             rates={1: 100.0, 10: 50.0, 100: 20.0}, paced={1: 300, 10: 150, 100: 60},
+             warmup=20, window=8, pad=200, posts=2000)
+QUICK = Sizes(rounds=1, events={1: 100, 10: 60, 100: 20},
+              rates={1: 100.0, 10: 50.0, 100: 20.0}, paced={1: 30, 10: 20, 100: 10},
+              warmup=5, window=8, pad=200, posts=100)
+
+
+class _Frame(msgspec.Struct):
+    Type: str = ""
+    Action: str = ""
+    Key: str = ""
+    Object: Any = None
+
+
+_decode = msgspec.json.Decoder(_Frame).decode
+
+
+# -- the baseline server -------------------------------------------------------------------
+class BareWs:
+    """``bench/bare_ws.py`` in a child process, on a socket bound here (127.0.0.1:0)."""
+
+    def __init__(self, queue: int = 1000) -> None:
+        self.queue = queue
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def __enter__(self) -> BareWs:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((LOOPBACK, 0))
+            sock.listen(1024)
+            self.port = sock.getsockname()[1]
+            self.proc = subprocess.Popen(
+                [sys.executable, str(BENCH_DIR / "bare_ws.py"), "--fd", str(sock.fileno()),
+                 "--queue", str(self.queue)],
+                pass_fds=[sock.fileno()], start_new_session=True, preexec_fn=_die_with_parent)
+        finally:
+            sock.close()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_process(self.proc)
+
+
+# -- one measured run --------------------------------------------------------------------------
+@dataclass
+class Target:
+    """How to subscribe and publish on one server."""
+
+    name: str
+    sub_url: str
+    headers: list[tuple[bytes, bytes]]
+    #: send the register frame and wait for its acknowledgement (drpd) or the hello (bare)
+    ready: Callable[[WebSocketConnection], Awaitable[None]]
+    #: ``publisher(count, first_index, t_send, rate)``: publish events
+    #: ``first_index...``, as fast as it can (``rate`` None) or at ``rate`` per
+    #: second, recording each one's send time (its scheduled time when paced)
+    publisher: Callable[..., Any]
+
+
+def event_body(i: int, pad: str) -> dict[str, Any]:
+    return {"Type": "bench", "Action": "tick", "Key": str(i), "Object": {"I": i, "Pad": pad}}
+
+
+async def drpd_ready(ws: WebSocketConnection) -> None:
+    await ws.send_message(f"register {PATTERN}")
+    while True:
+        frame = _decode(await ws.get_message())
+        if frame.Type == "websocket" and frame.Action == "register":
+            return
+
+
+async def bare_ready(ws: WebSocketConnection) -> None:
+    frame = _decode(await ws.get_message())
+    assert frame.Action == "hello", frame
+
+
+def drpd_target(drpd: DrpdProcess, sizes: Sizes) -> Target:
+    token = base64.b64encode(":".join(DEFAULT_AUTH).encode())
+    headers = [(b"authorization", b"Basic " + token)]
+    pad = "x" * sizes.pad
+
+    async def publish(count: int, first: int, t_send: list[float], rate: float | None) -> None:
+        limits = httpx.Limits(max_connections=sizes.window, max_keepalive_connections=sizes.window)
+        async with httpx.AsyncClient(base_url=drpd.endpoint + "/api/v3", auth=DEFAULT_AUTH,
+                                     limits=limits, trust_env=False, timeout=60) as client:
+            slots = trio.Semaphore(sizes.window)
+            start = time.perf_counter()
+
+            async def post(i: int) -> None:
+                try:
+                    if rate is None:
+                        t_send[i] = time.perf_counter()
+                    response = await client.post("/events", json=event_body(i, pad))
+                    if response.status_code != 200:
+                        raise RuntimeError(f"POST /events: {response.status_code} {response.text}")
+                finally:
+                    slots.release()
+
+            async with trio.open_nursery() as nursery:
+                for n, i in enumerate(range(first, first + count)):
+                    if rate is not None:
+                        t_send[i] = await _until(start + n / rate)
+                    await slots.acquire()
+                    nursery.start_soon(post, i)
+
+    return Target("drpd", drpd.endpoint.replace("http://", "ws://") + "/api/v3/ws", headers,
+                  drpd_ready, publish)
+
+
+def bare_target(bare: BareWs, sizes: Sizes) -> Target:
+    pad = "x" * sizes.pad
+    base = f"ws://{LOOPBACK}:{bare.port}"
+
+    async def publish(count: int, first: int, t_send: list[float], rate: float | None) -> None:
+        async with open_websocket_url(base + "/pub") as ws:
+            start = time.perf_counter()
+            for n, i in enumerate(range(first, first + count)):
+                # the same shape and size as the frame drpd sends
+                frame = event_body(i, pad) | {"Time": "2026-01-01T00:00:00.000000Z",
+                                              "Principal": "rocketskates", "Original": None,
+                                              "Seq": 100_000 + i}
+                text = msgspec.json.encode(frame).decode()
+                if rate is None:
+                    t_send[i] = time.perf_counter()
+                else:
+                    t_send[i] = await _until(start + n / rate)
+                await ws.send_message(text)
+
+    return Target("bare", base + "/sub", [], bare_ready, publish)
+
+
+async def _until(when: float) -> float:
+    """Sleep until ``when`` (perf_counter time); returns it (the scheduled send time)."""
+    delay = when - time.perf_counter()
+    if delay > 0:
+        await trio.sleep(delay)
+    return when
+
+
+async def measure(target: Target, subscribers: int, sizes: Sizes,
+                  rate: float | None = None) -> tuple[Sample, int]:
+    """One run: connect, warm up, publish (a flood, or paced at ``rate``);
+    returns the sample and the events missed."""
+    events = sizes.events[subscribers] if rate is None else sizes.paced[subscribers]
+    total = sizes.warmup + events
+    t_send = [0.0] * total
+    latencies: list[float] = []
+    last_receive = [0.0]
+    missed = [0]
+    clock = time.perf_counter
+    with trio.fail_after(120 + events / (rate or 50)):
+        async with AsyncExitStack() as stack:
+            sockets = []
+            for _ in range(subscribers):
+                ws = await stack.enter_async_context(open_websocket_url(
+                    target.sub_url, extra_headers=target.headers, disconnect_timeout=5))
+                await target.ready(ws)
+                sockets.append(ws)
+
+            async def receive(ws: WebSocketConnection, upto: int, timed: bool) -> None:
+                got = 0
+                while got < upto:
+                    frame = _decode(await ws.get_message())
+                    if frame.Type == "websocket":
+                        if frame.Action == "overflow":
+                            missed[0] += frame.Object["Missed"]
+                            got += frame.Object["Missed"]
+                        continue
+                    now = clock()
+                    got += 1
+                    if timed:
+                        latencies.append(now - t_send[int(frame.Key)])
+                        if now > last_receive[0]:
+                            last_receive[0] = now
+
+            # warm-up: every subscriber sees the first events, untimed
+            async with trio.open_nursery() as nursery:
+                for ws in sockets:
+                    nursery.start_soon(receive, ws, sizes.warmup, False)
+                await target.publisher(sizes.warmup, 0, t_send, None)
+            start = clock()
+            async with trio.open_nursery() as nursery:
+                for ws in sockets:
+                    nursery.start_soon(receive, ws, events, True)
+                await target.publisher(events, sizes.warmup, t_send, rate)
+            elapsed = last_receive[0] - start
+    return Sample(len(latencies), elapsed, latencies, subscribers), missed[0]
+
+
+async def publish_path(drpd: DrpdProcess, bare: BareQuart, sizes: Sizes,
+                       results: dict[str, Rounds]) -> None:
+    """POST rate with no subscriber: drpd's /events against a bare quart POST route."""
+    pad = "x" * sizes.pad
+    body = msgspec.json.encode(event_body(0, pad))
+    headers = {"Content-Type": "application/json"}
+
+    async def post_event(client: httpx.AsyncClient, worker: int, i: int) -> None:
+        expect(await client.post("/api/v3/events", content=body, headers=headers), 200)
+
+    async def post_bare(client: httpx.AsyncClient, worker: int, i: int) -> None:
+        expect(await client.post("/post", content=body, headers=headers), 200)
+
+    auth = basic_auth_header(*DEFAULT_AUTH)
+    for name, make, op in (
+        ("drpd POST /events", client_factory(drpd.endpoint, headers=auth), post_event),
+        ("bare POST", client_factory(bare.endpoint), post_bare),
+    ):
+        sample = await drive(make, op, concurrency=sizes.window, requests=sizes.posts,
+                             warmup=2)
+        results.setdefault(name, Rounds(name)).add(sample)
+        print(f"  {name:>17}: {sample.rate:9,.0f} req/s  p50 {sample.p50_ms:7.2f} ms", flush=True)
+
+
+async def run_round(targets: list[Target], sizes: Sizes, results: dict[str, Rounds],
+                    missed: dict[str, int]) -> None:
+    for subscribers in SUBSCRIBERS:
+        for rate in (None, sizes.rates[subscribers]):
+            for target in targets:
+                mode = "flood" if rate is None else "paced"
+                name = f"{target.name} {subscribers} sub {mode}"
+                sample, lost = await measure(target, subscribers, sizes, rate)
+                results.setdefault(name, Rounds(name)).add(sample)
+                missed[name] = missed.get(name, 0) + lost
+                print(f"  {name:>20}: {sample.rate:9,.0f} deliveries/s  "
+                      f"p50 {sample.p50_ms:7.2f} ms  p99 {sample.p99_ms:7.2f} ms"
+                      + (f"  MISSED {lost}" if lost else ""), flush=True)
+
+
+def figures_from(results: dict[str, Rounds], sizes: Sizes) -> list[Figure]:
+    figs = []
+    d, b = results["drpd POST /events"], results["bare POST"]
+    figs.append(Figure("publish POST /events, no subscriber", d.rate, "req/s", b.rate,
+                       "bare quart POST route, same clients", value_rounds=d.per_round("rate"),
+                       baseline_rounds=b.per_round("rate")))
+    for n in SUBSCRIBERS:
+        label = f"{n} subscriber{'s' if n > 1 else ''}"
+        base = f"bare trio-websocket broadcast, {label}"
+        rate = sizes.rates[n]
+        for mode, what, unit, attr in (
+                ("flood", "deliveries (flood)", "events/s", "rate"),
+                ("paced", f"latency p50 @{rate:g}/s", "ms", "p50_ms"),
+                ("paced", f"latency p99 @{rate:g}/s", "ms", "p99_ms")):
+            d, b = results[f"drpd {n} sub {mode}"], results[f"bare {n} sub {mode}"]
+            figs.append(Figure(f"{what}, {label}", getattr(d, attr), unit, getattr(b, attr), base,
+                               value_rounds=d.per_round(attr), baseline_rounds=b.per_round(attr)))
+    return figs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
+    parser.add_argument("--output", type=Path,
+                        help="results JSON (default bench/results/events.json, "
+                             "or events-quick.json with --quick)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    output = args.output or RESULTS_DIR / ("events-quick.json" if args.quick else "events.json")
+    started = time.monotonic()
+    meta = machine_info()
+    results: dict[str, Rounds] = {}
+    missed: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="drpd-bench-events-") as work, \
+            DrpdProcess(Path(work) / "drpd", no_tls=True) as drpd, BareWs() as bare, \
+            BareQuart() as bare_quart:
+        targets = [drpd_target(drpd, sizes), bare_target(bare, sizes)]
+        for r in range(sizes.rounds):
+            print(f"round {r + 1}/{sizes.rounds}: drpd {drpd.endpoint}, bare port {bare.port}",
+                  flush=True)
+            trio.run(publish_path, drpd, bare_quart, sizes, results)
+            trio.run(run_round, targets, sizes, results, missed)
+            if drpd.proc is None or drpd.proc.poll() is not None:
+                raise RuntimeError(f"drpd exited during the run:\n{drpd.log_text()[-2000:]}")
+    figures = figures_from(results, sizes)
+    print()
+    print_table(figures, title=(
+        f"drpd event fan-out, medians of {sizes.rounds} round(s); ratio = drpd / baseline "
+        "(of the medians); paired = median of per-round ratios.\n"
+        "drpd: POST /api/v3/events -> bus -> /api/v3/ws; baseline: publisher websocket -> "
+        "bare trio-websocket broadcast server"))
+    duration = time.monotonic() - started
+    meta.update(duration_s=round(duration, 1), quick=args.quick, client=(
+        "this process: one publisher and every subscriber as trio tasks; "
+        "servers on 127.0.0.1 on the same machine"))
+    if any(missed.values()):
+        print(f"\nevents missed (overflow): {missed}", file=sys.stderr)
+    path = write_results(
+        output, benchmark="events", meta=meta, figures=figures,
+        settings=asdict(sizes) | {"subscribers": list(SUBSCRIBERS), "pattern": PATTERN,
+                                  "drpd": "--no-tls, default event_queue (1000)",
+                                  "bare_queue": 1000},
+        measurements={name: r.to_json() | {"missed": missed.get(name, 0)}
+                      for name, r in results.items()},
+    )
+    print(f"\nwrote {path} in {duration:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

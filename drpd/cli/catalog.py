@@ -1,0 +1,184 @@
+"""The catalog: ``drpcli catalog items list | item show <name> | install <name>``.
+
+    drpcli catalog items list [--catalog <url>]
+    drpcli catalog item show <name> [--catalog <url>]
+    drpcli catalog install <name> [--version <v>] [--catalog <url>]
+
+As DRP's drpcli does, drpcli reads the catalog and does the install itself
+(:mod:`drpd.catalog` has the rules: where the catalog is, versions,
+sources, digests). The flags may come anywhere after the command word, as
+``--flag value`` or ``--flag=value``; ``-c`` is ``--catalog``.
+
+``install`` takes the newest stable version (or ``--version``), downloads
+it -- with a progress bar on stderr when stderr is a terminal, none when it
+is piped -- checks its SHA-256 against the catalog (a mismatch installs
+nothing and names both digests), then installs a ``PluginProvider``
+through ``POST /plugin_providers/<Name>`` (drpd defines and validates it;
+an AutoStart provider gets its instance) or a ``ContentPackage`` through
+``POST /contents``, or ``PUT /contents/<name>`` when drpd has it already.
+It prints what drpd stored.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import msgspec
+
+from ..catalog import (
+    CONTENT_TYPES,
+    Catalog,
+    CatalogError,
+    Progress,
+    catalog_location,
+    expected_digest,
+    fetch,
+    pick,
+    read_catalog,
+    source_of,
+    stable_version,
+)
+from ..client import ClientError
+from .inputs import parse_text
+from .registry import Args, CliError, Context, UsageError, command, group
+
+group("catalog", "installable providers and content from a catalog")
+
+CATALOG_FLAG = "--catalog"
+VERSION_FLAG = "--version"
+_SHORT = {"-c": CATALOG_FLAG}
+
+
+def parse_flags(words: list[str], allowed: tuple[str, ...], usage: str
+                ) -> tuple[list[str], dict[str, str]]:
+    """Take ``--flag value`` / ``--flag=value`` (flags in ``allowed``) out of
+    ``words``; returns the other words and the flags' values."""
+    rest: list[str] = []
+    flags: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name, eq, value = word.partition("=")
+        name = _SHORT.get(name, name)
+        if name.startswith("-") and len(name) > 1:
+            if name not in allowed:
+                raise UsageError(f"unknown flag {word!r} (flags: {', '.join(allowed)})", usage)
+            if not eq:
+                if i + 1 >= len(words):
+                    raise UsageError(f"{name} needs a value", usage)
+                value = words[i + 1]
+                i += 1
+            if not value:
+                raise UsageError(f"{name} needs a value", usage)
+            if name in flags and flags[name] != value:
+                raise UsageError(f"{name} given twice", usage)
+            flags[name] = value
+        else:
+            rest.append(word)
+        i += 1
+    return rest, flags
+
+
+def load(ctx: Context, flag: str | None) -> Catalog:
+    def catalog_url() -> str:
+        try:
+            return str(ctx.client.info().get("CatalogUrl") or "")
+        except ClientError as exc:
+            raise CliError(f"{exc.line()} (asking drpd's /info for its CatalogUrl; "
+                           f"give {CATALOG_FLAG} or RS_CATALOG to read a catalog without drpd)"
+                           ) from None
+
+    location, origin = catalog_location(flag, ctx.client.env, catalog_url)
+    try:
+        return read_catalog(location)
+    except CatalogError as exc:
+        raise CliError(f"{exc} (catalog from {origin})") from None
+
+
+def _builtins(item: Any) -> dict[str, Any]:
+    return msgspec.to_builtins(item)
+
+
+@command("items", "list [<flags>...]", f"list every item of the catalog ({CATALOG_FLAG} <url>)",
+         ("catalog",))
+def items_list(ctx: Context, a: Args) -> Any:
+    rest, flags = parse_flags(a["flags"], (CATALOG_FLAG,), ctx.usage)
+    if rest:
+        raise UsageError(f"unexpected argument {rest[0]!r}", ctx.usage)
+    return [_builtins(i) for i in load(ctx, flags.get(CATALOG_FLAG)).items]
+
+
+@command("item", "show <name> [<flags>...]",
+         f"show an item's versions, newest first ({CATALOG_FLAG} <url>)", ("catalog",))
+def item_show(ctx: Context, a: Args) -> Any:
+    rest, flags = parse_flags([a["name"], *a["flags"]], (CATALOG_FLAG,), ctx.usage)
+    if len(rest) != 1:
+        raise UsageError("expected one <name>", ctx.usage)
+    name = rest[0]
+    catalog = load(ctx, flags.get(CATALOG_FLAG))
+    items = catalog.named(name)
+    if not items:
+        pick(catalog, name)  # raises, naming what the catalog has
+    return {
+        "Name": name,
+        "ContentType": items[0].ContentType,
+        "Stable": stable_version(items),
+        "Versions": [i.Version for i in items],
+        "Items": [_builtins(i) for i in items],
+    }
+
+
+@command(
+    "install",
+    "<name> [<flags>...]",
+    f"download, check and install the newest stable version of <name> "
+    f"({VERSION_FLAG} <v>, {CATALOG_FLAG} <url>)",
+    ("catalog",),
+)
+def install(ctx: Context, a: Args) -> Any:
+    rest, flags = parse_flags([a["name"], *a["flags"]], (VERSION_FLAG, CATALOG_FLAG), ctx.usage)
+    if len(rest) != 1:
+        raise UsageError("expected one <name>", ctx.usage)
+    catalog = load(ctx, flags.get(CATALOG_FLAG))
+    try:
+        item = pick(catalog, rest[0], flags.get(VERSION_FLAG))
+        if item.ContentType not in CONTENT_TYPES:
+            raise CatalogError(f"{item.Name} {item.Version} is a {item.ContentType!r}; "
+                               f"drpcli installs {' and '.join(CONTENT_TYPES)} items")
+        info = ctx.client.info()
+        arch, os_name = str(info.get("Arch", "")), str(info.get("Os", ""))
+        expected, key = expected_digest(item, arch, os_name)
+        source = source_of(item, catalog, arch, os_name)
+    except CatalogError as exc:
+        raise CliError(str(exc)) from None
+    with tempfile.TemporaryFile(prefix="drpcli-catalog-") as tmp:
+        try:
+            size, found = fetch(source, tmp, Progress(f"{item.Name} {item.Version}"))
+        except CatalogError as exc:
+            raise CliError(f"{exc}; nothing installed") from None
+        if found != expected:
+            raise CliError(
+                f"sha256 mismatch for {item.Name} {item.Version} ({key}) from {source}: "
+                f"expected {expected}, found {found}; nothing installed"
+            )
+        tmp.seek(0)
+        if item.ContentType == "PluginProvider":
+            _, provider = ctx.client.upload_provider(item.Name, tmp)
+            return provider
+        return _install_content(ctx, tmp.read(), source)
+
+
+def _install_content(ctx: Context, data: bytes, source: str) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{source} is not a content bundle (not UTF-8 text)") from None
+    bundle = parse_text(text, source)
+    meta = bundle.get("meta") if isinstance(bundle, dict) else None
+    name = meta.get("Name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        raise CliError(f"{source} is not a content bundle with a meta.Name")
+    if name in ctx.client.content_names():
+        return ctx.client.replace_content(name, data)
+    return ctx.client.create_content(data)

@@ -1,0 +1,153 @@
+"""The file space: ``drpcli files upload|download|list|destroy``.
+
+    drpcli files upload <local> [as <path>]      (default path: the file's basename)
+    drpcli files download <path> [to <local>]    (no `to`, or `to -`: stdout)
+    drpcli files list [<path>]
+    drpcli files destroy <path>
+
+Paths are relative to drpd's file space (``<state>/files``, served read-only
+by the static port at ``/files/<path>``). ``upload`` streams the file and
+prints ``{Path, Size, Sha256}``; uploading ``as plugin_providers/<name>``
+installs the file as provider ``<name>`` and prints the provider (drpd
+checks it as ``plugin_providers upload`` does). ``download`` to a file
+writes a temporary file next to the target and renames it into place once
+complete, so the target is never a partial file; a target that is a
+directory gets the path's basename inside it. ``destroy`` removes a file, or
+an empty directory, and prints what was removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import stat
+import sys
+import tempfile
+from typing import IO, Any
+
+from .registry import NO_OUTPUT, Args, CliError, Context, UsageError, command, group
+
+group("files", "the file space the static port serves")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+@command(
+    "upload",
+    "<local> [as <path>]",
+    "store a local file in the file space (streamed); "
+    "as plugin_providers/<name> installs it as provider <name>",
+    ("files",),
+)
+def upload(ctx: Context, a: Args) -> Any:
+    local = a["local"]
+    path = a["path"] if a["path"] is not None else os.path.basename(local.rstrip("/"))
+    if not path or path in (".", ".."):
+        raise UsageError(f"cannot name a file after {local!r}; use: upload <local> as <path>",
+                         ctx.usage)
+    # a regular file only: its size is the Content-Length httpx sends, and
+    # opening a FIFO would block
+    try:
+        if not stat.S_ISREG(os.stat(local).st_mode):
+            raise CliError(f"cannot upload {local}: not a regular file")
+        fh = open(local, "rb")  # noqa: SIM115 -- closed below
+    except OSError as exc:
+        raise CliError(f"cannot read {local}: {_reason(exc)}") from None
+    with fh:
+        _, answer = ctx.client.upload_file(path, fh)
+    return answer
+
+
+@command(
+    "download",
+    "<path> [to <local>]",
+    "save a file of the file space (atomically); no `to`, or `to -`, writes it to stdout",
+    ("files",),
+)
+def download(ctx: Context, a: Args) -> Any:
+    path, target = a["path"], a["local"]
+    if not path:
+        raise UsageError("empty <path>", ctx.usage)
+    if target is None or target == "-":
+        out = _binary_stdout(ctx.stdout)
+        ctx.client.download_file(path, out)
+        out.flush()
+        return NO_OUTPUT
+    if not target:
+        raise UsageError("empty <local>", ctx.usage)
+    if os.path.isdir(target):
+        name = posixpath.basename(path.rstrip("/"))
+        if not name:
+            raise UsageError(f"cannot name a local file after {path!r}", ctx.usage)
+        target = os.path.join(target, name)
+    atomic_write(target, lambda out: ctx.client.download_file(path, out))
+    return NO_OUTPUT
+
+
+@command("list", "[<path>]", "list a directory of the file space (directories end in /)",
+         ("files",))
+def list_files(ctx: Context, a: Args) -> Any:
+    return ctx.client.list_files(a["path"] or "")
+
+
+@command("destroy", "<path>", "remove a file, or an empty directory, from the file space",
+         ("files",))
+def destroy(ctx: Context, a: Args) -> Any:
+    if not a["path"]:
+        raise UsageError("empty <path>", ctx.usage)
+    return ctx.client.delete_file(a["path"])
+
+
+def atomic_write(target: str, write: Any, mode: int | None = None) -> None:
+    """Call ``write(binary_file)`` on a temporary file next to ``target``, then
+    rename it over ``target``; on any failure ``target`` is untouched and the
+    temporary file is gone. ``mode`` None: 0666 less the umask, as a new
+    file gets."""
+    directory = os.path.dirname(target) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
+        )
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {_reason(exc)}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise CliError(f"cannot write {target}: {_reason(exc)}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class _TextSink:
+    """Bytes into a text stream (tests drive drpcli with ``io.StringIO``)."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self.text = text
+
+    def write(self, data: bytes) -> int:
+        self.text.write(data.decode("utf-8", errors="replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.text.flush()
+
+
+def _binary_stdout(stdout: IO[str] | None) -> Any:
+    stream = sys.stdout if stdout is None else stdout
+    return getattr(stream, "buffer", None) or _TextSink(stream)
