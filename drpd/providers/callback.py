@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from drpd.sdk import Action, ActionError, Context, Provider
+from drpd.patterns import Pattern, PatternError
+from drpd.sdk import Action, ActionError, Context, Event, Provider
 
 CONTENT = """
 meta:
@@ -134,12 +135,35 @@ async def post(ctx: Context, body: Any) -> dict[str, Any]:
     raise ActionError(502, f"callback to {url} failed after {retries + 1} attempts: {last}")
 
 
+_selected: list[Pattern] = []
+
+
 @provider.config
 async def config(ctx: Context, params: dict[str, Any]) -> None:
     url = params.get("callback/url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ActionError(422, f"callback/url must be an http(s) URL, not {url!r}")
     _headers(params.get("callback/auth"))
+    patterns = params.get("callback/events") or []
+    if not isinstance(patterns, list):
+        raise ActionError(422, "callback/events must be a list of type.action.key patterns")
+    try:
+        _selected[:] = [Pattern(str(p)) for p in patterns]
+    except PatternError as exc:
+        raise ActionError(422, f"callback/events: {exc}") from None
+
+
+@provider.events("*.*.*")
+async def forward(ctx: Context, event: Event) -> None:
+    """POST the events that match ``callback/events`` (none by default)."""
+    if not any(p.matches_event(event) for p in _selected):
+        return
+    import msgspec
+
+    try:
+        await post(ctx, msgspec.to_builtins(event))
+    except ActionError as exc:
+        await ctx.log("error", f"event {event.Type}.{event.Action}.{event.Key}: {exc}")
 
 
 @provider.action("send", model="machines", optional=["callback/template"])

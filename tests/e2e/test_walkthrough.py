@@ -26,13 +26,23 @@ class Receiver(http.server.ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        #: answer this many POSTs with 500 first
+        self.fail_next = 0
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
+                if receiver.fail_next > 0:
+                    receiver.fail_next -= 1
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 receiver.posts.append((self.path, body))
+                receiver.headers.append(dict(self.headers))
                 answer = b'{"ok": true}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
