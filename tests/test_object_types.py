@@ -135,3 +135,32 @@ async def test_store_objects_survive_restart_read_only_without_provider(
         r = await fresh.patch("/incrementers/persist", json={"Calls": 3},
                               headers={"Content-Type": "application/merge-patch+json"})
         assert r.status_code == 405
+
+
+def test_drpcli_contents_upload(drpd: DrpdProcess, tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    bundle = tmp_path / "mine.yaml"
+    bundle.write_text("meta:\n  Name: mine\n  Version: '1'\nsections:\n  tasks:\n    t9:\n"
+                      "      Name: t9\n")
+
+    def drpcli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["drpcli", *args], capture_output=True, text=True,
+                              env=drpd.env, timeout=60)
+
+    first = drpcli("contents", "upload", str(bundle))
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["meta"]["Name"] == "mine"
+    bundle.write_text("meta:\n  Name: mine\n  Version: '2'\nsections:\n  tasks:\n    t10:\n"
+                      "      Name: t10\n")
+    again = drpcli("contents", "upload", str(bundle))
+    assert again.returncode == 0, again.stderr
+    tasks = json.loads(drpcli("tasks", "list").stdout)
+    assert [t["Name"] for t in tasks] == ["t10"] and tasks[0]["ReadOnly"]
+    names = json.loads(drpcli("contents", "list").stdout)
+    assert "mine" in [c["meta"]["Name"] for c in names]
+    gone = drpcli("contents", "destroy", "mine")
+    assert gone.returncode == 0 and json.loads(drpcli("tasks", "list").stdout) == []
+    bad = drpcli("contents", "upload", "-")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1

@@ -47,3 +47,20 @@ def post_event(ctx: Context, a: Args) -> Any:
         raise CliError("an event is an object with Type, Action, Key, Object")
     answer = ctx.client.post_event(event)
     return NO_OUTPUT if answer is None else answer
+
+
+@command("upload", "<file>", "install or replace a content bundle (JSON or YAML, or - for stdin)",
+         ("contents",))
+def upload_content(ctx: Context, a: Args) -> Any:
+    import msgspec
+
+    bundle = load_object(a["file"], ctx.stdin)
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("meta"), dict):
+        raise CliError("a content bundle is an object with meta (Name, Version, ...) and sections")
+    name = bundle["meta"].get("Name")
+    if not isinstance(name, str) or not name:
+        raise CliError("the bundle's meta has no Name")
+    body = msgspec.json.encode(bundle)
+    if name in ctx.client.content_names():
+        return ctx.client.replace_content(name, body)
+    return ctx.client.create_content(body)
