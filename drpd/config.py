@@ -61,6 +61,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     metrics_port: int = -1
 
     def __post_init__(self) -> None:
+        # providers run in scratch directories: every path they are given
+        # must not depend on drpd's working directory (`--state-dir .state`)
+        self.state_dir = os.path.abspath(self.state_dir)
+        if self.plugin_dir:
+            self.plugin_dir = os.path.abspath(self.plugin_dir)
         for name in ("api_port", "static_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:

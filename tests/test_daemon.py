@@ -175,3 +175,12 @@ async def test_sigkill_during_write_burst_loses_no_acknowledged_write(tmp_path: 
         assert all(p["Params"]["i"] == int(p["Name"].split("-")[1]) for p in stored.values())
     finally:
         drpd.stop()
+
+
+def test_relative_directories_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drpd.config import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({"state_dir": ".state", "plugin_dir": "plugins"}, env={})
+    assert s.state_dir == str(tmp_path / ".state")
+    assert s.plugin_path == tmp_path / "plugins"
