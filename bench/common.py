@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import trio
@@ -452,3 +452,20 @@ def write_results(path: str | os.PathLike[str], *, benchmark: str, meta: dict[st
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def _interrupted(exc: BaseException) -> bool:
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and all(_interrupted(e) for e in exc.exceptions)
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Run a benchmark's ``main``; Ctrl-C ends it with 130 and writes nothing."""
+    try:
+        sys.exit(main())
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        print("interrupted: servers stopped, nothing written", file=sys.stderr)
+        sys.exit(130)

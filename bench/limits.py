@@ -66,6 +66,7 @@ from bench.common import (  # noqa: E402
     expect,
     machine_info,
     print_table,
+    run_main,  # noqa: E402
     stop_process,
     write_results,
 )
@@ -369,17 +370,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def interrupted(exc: BaseException) -> bool:
-    if isinstance(exc, KeyboardInterrupt):
-        return True
-    return isinstance(exc, BaseExceptionGroup) and all(interrupted(e) for e in exc.exceptions)
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BaseException as exc:
-        if not interrupted(exc):
-            raise
-        print("interrupted: servers stopped, nothing written", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

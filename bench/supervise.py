@@ -61,7 +61,14 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, Figure, machine_info, print_table, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS_DIR,
+    Figure,
+    machine_info,
+    print_table,
+    run_main,  # noqa: E402
+    write_results,
+)
 from bench.provider_kit import (  # noqa: E402
     MERGE_PATCH,
     MINIMAL_SDK_PROVIDER,
@@ -598,17 +605,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def interrupted(exc: BaseException) -> bool:
-    if isinstance(exc, KeyboardInterrupt):
-        return True
-    return isinstance(exc, BaseExceptionGroup) and all(interrupted(e) for e in exc.exceptions)
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BaseException as exc:
-        if not interrupted(exc):
-            raise
-        print("interrupted: processes stopped, nothing written", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

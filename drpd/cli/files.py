@@ -18,21 +18,15 @@ an empty directory, and prints what was removed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import posixpath
-import stat
 import sys
-import tempfile
 from typing import IO, Any
 
-from .registry import NO_OUTPUT, Args, CliError, Context, UsageError, command, group
+from .inputs import atomic_write, open_for_upload
+from .registry import NO_OUTPUT, Args, Context, UsageError, command, group
 
 group("files", "the file space the static port serves")
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
 
 
 @command(
@@ -48,15 +42,7 @@ def upload(ctx: Context, a: Args) -> Any:
     if not path or path in (".", ".."):
         raise UsageError(f"cannot name a file after {local!r}; use: upload <local> as <path>",
                          ctx.usage)
-    # a regular file only: its size is the Content-Length httpx sends, and
-    # opening a FIFO would block
-    try:
-        if not stat.S_ISREG(os.stat(local).st_mode):
-            raise CliError(f"cannot upload {local}: not a regular file")
-        fh = open(local, "rb")  # noqa: SIM115 -- closed below
-    except OSError as exc:
-        raise CliError(f"cannot read {local}: {_reason(exc)}") from None
-    with fh:
+    with open_for_upload(local) as fh:
         _, answer = ctx.client.upload_file(path, fh)
     return answer
 
@@ -99,39 +85,6 @@ def destroy(ctx: Context, a: Args) -> Any:
     if not a["path"]:
         raise UsageError("empty <path>", ctx.usage)
     return ctx.client.delete_file(a["path"])
-
-
-def atomic_write(target: str, write: Any, mode: int | None = None) -> None:
-    """Call ``write(binary_file)`` on a temporary file next to ``target``, then
-    rename it over ``target``; on any failure ``target`` is untouched and the
-    temporary file is gone. ``mode`` None: 0666 less the umask, as a new
-    file gets."""
-    directory = os.path.dirname(target) or "."
-    try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
-        )
-    except OSError as exc:
-        raise CliError(f"cannot write {target}: {_reason(exc)}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        if mode is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise CliError(f"cannot write {target}: {_reason(exc)}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class _TextSink:

@@ -14,9 +14,12 @@ the string it is in JSON instead of becoming a date nothing can serialise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import stat
+import tempfile
 from typing import IO, Any
 
 from .registry import CliError
@@ -140,3 +143,54 @@ def _loader() -> type:
         }
         _LOADER = Loader
     return _LOADER
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def open_for_upload(path: str) -> IO[bytes]:
+    """Open a local file to stream it up; a clear CliError when it cannot be.
+
+    A regular file only: its size is the Content-Length httpx sends (a pipe
+    would claim 0), and opening a FIFO would block.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CliError(f"cannot upload {path}: not a regular file")
+        return open(path, "rb")  # noqa: SIM115 -- the caller closes it
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {_os_reason(exc)}") from None
+
+
+def atomic_write(target: str, write: Any, mode: int | None = None) -> None:
+    """Call ``write(binary_file)`` on a temporary file next to ``target``, then
+    rename it over ``target``; on any failure ``target`` is untouched and the
+    temporary file is gone. ``mode`` None: 0666 less the umask, as a new
+    file gets."""
+    directory = os.path.dirname(target) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
+        )
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {_os_reason(exc)}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise CliError(f"cannot write {target}: {_os_reason(exc)}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

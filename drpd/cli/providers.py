@@ -17,18 +17,12 @@ name inside it.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import stat
-import tempfile
 from typing import Any
 
 from ..models.names import is_valid_provider_name
-from .registry import NO_OUTPUT, Args, CliError, Context, UsageError, command
-
-
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+from .inputs import atomic_write, open_for_upload
+from .registry import NO_OUTPUT, Args, Context, UsageError, command
 
 
 def _check_name(name: str, usage: str) -> str:
@@ -57,15 +51,7 @@ def upload(ctx: Context, a: Args) -> Any:
             )
     else:
         name, path = _check_name(a["name-or-file"], ctx.usage), a["file"]
-    # A regular file only: its size is the Content-Length httpx sends (a
-    # pipe would claim 0), and opening a FIFO would block.
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise CliError(f"cannot upload {path}: not a regular file")
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {_os_reason(exc)}") from None
-    with fh:
+    with open_for_upload(path) as fh:
         _, provider = ctx.client.upload_provider(name, fh)
     return provider
 
@@ -82,28 +68,7 @@ def download(ctx: Context, a: Args) -> Any:
         raise UsageError("empty target file name", ctx.usage)
     if os.path.isdir(target):
         target = os.path.join(target, name)
-    directory = os.path.dirname(target) or "."
-    try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
-        )
-    except OSError as exc:
-        raise CliError(f"cannot write {target}: {_os_reason(exc)}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            ctx.client.download_provider(name, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise CliError(f"cannot write {target}: {_os_reason(exc)}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(target, lambda out: ctx.client.download_provider(name, out), mode=0o755)
     return NO_OUTPUT
 
 
