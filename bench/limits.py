@@ -17,8 +17,8 @@ phases are interleaved:
   (its own process). The mixed pairs split drpd's cost between client and
   server. Also: ``UnixHTTPClient`` -> ``plain_provider`` (the stdlib test
   provider, ``ping``), and at 32 clients one shared ``UnixHTTPClient`` with
-  the pool drpd's supervisor gives each instance (``max_connections`` 128,
-  ``max_idle`` 4);
+  the pool drpd's supervisor gives each instance (``max_connections`` =
+  ``action_concurrency`` 128, ``max_idle`` 32);
 - **API hop** (client -> drpd's REST API, plain HTTP): ``GET /api/v3/info``
   (Basic auth, authenticated route) and ``GET /api/v3/healthz`` (no auth) of
   a real ``drpd serve --no-tls`` with no instances. *Floor*: ``GET /get`` of
@@ -81,12 +81,14 @@ from bench.provider_kit import (  # noqa: E402
     start_drpd,
     stop_drpd,
 )
+from drpd.config import Settings  # noqa: E402
 from drpd.http11 import UnixHTTPClient  # noqa: E402
 from drpd.testing import DrpdProcess  # noqa: E402
 
 CONCURRENCIES = (1, 32)
-#: drpd's per-instance pool (supervisor: action_concurrency 128, UnixHTTPClient's max_idle 4)
-DRPD_POOL = {"max_connections": 128, "max_idle": 4}
+_LIMIT = Settings().action_concurrency
+#: drpd's per-instance pool, as drpd/plugins/supervisor.py builds it (keep in step)
+DRPD_POOL = {"max_connections": _LIMIT, "max_idle": min(_LIMIT, 32)}
 #: what drpd posts to plain_provider for ``ping`` (about 100 bytes)
 ACTION = json.dumps({"Model": None, "Plugin": "ping1", "Command": "ping",
                      "CommandSet": "plain_provider", "Params": {}}).encode()
@@ -279,8 +281,9 @@ def figures_from(results: Results) -> list[Figure]:
                 fig(f"provider hop c{c}: drpd's shared pool -> serve_unix",
                     f"drpd pool->drpd c{c}", f"drpd->drpd c{c}",
                     f"one UnixHTTPClient per client c{c}", attr,
-                    note="one UnixHTTPClient(max_connections=128, max_idle=4) for all clients, "
-                         "as drpd's supervisor has per instance")
+                    note=f"one UnixHTTPClient(max_connections={DRPD_POOL['max_connections']}, "
+                         f"max_idle={DRPD_POOL['max_idle']}) for all clients, as drpd's "
+                         "supervisor has per instance")
     for c in CONCURRENCIES:
         base = f"bare quart-trio GET c{c}"
         for attr in attrs:
