@@ -469,3 +469,26 @@ def run_main(main: Callable[[], int]) -> NoReturn:
             raise
         print("interrupted: servers stopped, nothing written", file=sys.stderr)
         sys.exit(130)
+
+
+@dataclass
+class Series:
+    """Per-round values of one measurement (the figures are medians of them)."""
+
+    unit: str = "ms"
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit": self.unit, "median": rounded(self.median),
+                "min": rounded(min(self.values)) if self.values else None,
+                "max": rounded(max(self.values)) if self.values else None,
+                "values": [rounded(v) for v in self.values]}
+
+
+def rounded(value: float | None) -> float | None:
+    """A figure for the JSON results: 3 decimals, NaN and None as null."""
+    return None if value is None or math.isnan(value) else round(value, 3)

@@ -46,14 +46,13 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import xmlrpc.client
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (  # noqa: E402
     RESULTS_DIR,
     Figure,
+    Series,  # noqa: E402
     machine_info,
     print_table,
     run_main,  # noqa: E402
@@ -109,22 +109,7 @@ def find_supervisord() -> str | None:
     return shutil.which("supervisord")
 
 
-@dataclass
-class Series:
-    unit: str = "ms"
-    values: list[float] = field(default_factory=list)
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values) if self.values else math.nan
-
-    def to_json(self) -> dict[str, Any]:
-        def r(v: float) -> float | None:
-            return None if math.isnan(v) else round(v, 3)
-        return {"unit": self.unit, "median": r(self.median),
-                "min": r(min(self.values)) if self.values else None,
-                "max": r(max(self.values)) if self.values else None,
-                "values": [r(v) for v in self.values]}
 
 
 class Results:

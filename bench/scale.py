@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import statistics
@@ -44,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,7 @@ from bench.common import (  # noqa: E402
     RESULTS_DIR,
     Figure,
     Rounds,
+    Series,  # noqa: E402
     basic_auth_header,
     client_factory,
     drive,
@@ -110,21 +110,7 @@ QUICK = Sizes(instances=20, fill_workers=4, restarts=1, window=2.0, settle=1.0,
               action_rounds=1, action_requests=100, subscribers=10, event_rates=(20.0,))
 
 
-@dataclass
-class Series:
-    unit: str
-    values: list[float] = field(default_factory=list)
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values) if self.values else math.nan
-
-    def to_json(self) -> dict[str, Any]:
-        return {"unit": self.unit, "median": _r(self.median), "values": [_r(v) for v in self.values]}
-
-
-def _r(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else round(value, 3)
 
 
 class Results:

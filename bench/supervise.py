@@ -52,7 +52,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (  # noqa: E402
     RESULTS_DIR,
     Figure,
+    Series,  # noqa: E402
     machine_info,
     print_table,
     run_main,  # noqa: E402
@@ -122,24 +123,7 @@ QUICK = Sizes(update_rounds=2, crash_rounds=2, startup_rounds=2,
               mem_samples=3, healthy_after=0.3)
 
 
-@dataclass
-class Series:
-    """Per-round values of one measurement (the figures are medians of them)."""
 
-    unit: str
-    values: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values) if self.values else math.nan
-
-    def to_json(self) -> dict[str, Any]:
-        return {"unit": self.unit, "median": _r(self.median),
-                "values": [_r(v) for v in self.values]}
-
-
-def _r(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else round(value, 3)
 
 
 class Results:
