@@ -21,6 +21,7 @@ run: $(STAMP)
 
 ## Install and run the whole test suite (and the linter).
 test: $(STAMP)
+	tools/ensure-system-packages
 	$(BIN)/ruff check drpd tests bench
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
