@@ -1,0 +1,540 @@
+"""The PostgreSQL backend of the Store: several drpd nodes share one database.
+
+Same contract as the SQLite store (reads from memory, writes durable before
+they return, one change feed in Seq order), made to hold across nodes:
+
+- **The database is the truth.** Revisions, unique fields and Seqs are
+  checked and given inside the writing transaction, never by one node's
+  memory alone: a write that raced another node's is retried against the
+  fresh state, or refused with the same error SQLite would give.
+- **One Seq order everywhere.** Writers take a transaction-scoped advisory
+  lock, so Seqs are handed out (from ``meta.seq``, transactionally: no gaps
+  from rollbacks) and committed in the same order on every node.
+- **The feed is a table.** Every change (store writes and ``emit``\\ ted
+  events) is a row of ``changes``; ``NOTIFY`` only wakes the nodes, which
+  then read every row past the last one they applied. A lost notification
+  loses nothing; a node that was away replays the rows it missed, or reloads
+  everything if they were pruned.
+- **Each node applies the feed in one place** (``serve``), in Seq order,
+  to its memory and its change hook. A local writer waits until its own
+  change has come back through the feed, so a node reads its own writes.
+
+psycopg's async API is asyncio-only; here its sync API runs in trio worker
+threads behind a ``CapacityLimiter`` (one connection per slot), and the
+LISTEN connection waits in a thread of its own with a short timeout so that
+cancellation is never held up for long.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import queue
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import psycopg
+import trio
+
+from ..models import KINDS, Conflict, Event, Kind, NotFound, PreconditionFailed
+from . import ChangeHook, Mutator
+from .records import Record
+from .sqlite import StoreVersionError, now_rfc3339, public_view
+
+#: Entry N upgrades a version N database to N+1 (kept in meta.schema_version).
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS drpd_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS drpd_objects (
+        prefix TEXT NOT NULL,
+        key TEXT NOT NULL,
+        rev BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (prefix, key)
+    );
+    CREATE TABLE IF NOT EXISTS drpd_uniques (
+        prefix TEXT NOT NULL,
+        field TEXT NOT NULL,
+        value TEXT NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (prefix, field, value)
+    );
+    CREATE INDEX IF NOT EXISTS drpd_uniques_key ON drpd_uniques (prefix, key);
+    CREATE TABLE IF NOT EXISTS drpd_changes (
+        seq BIGINT PRIMARY KEY,
+        prefix TEXT,
+        key TEXT,
+        data BYTEA,
+        event BYTEA NOT NULL
+    );
+    INSERT INTO drpd_meta (k, v) VALUES ('seq', '0') ON CONFLICT DO NOTHING
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+#: one advisory lock id for every writer of every node (arbitrary constant)
+WRITE_LOCK = 0x64727064
+CHANNEL = "drpd_changes"
+#: how many feed rows are kept for nodes that were away (then they reload)
+KEEP_CHANGES = 100_000
+#: how long a LISTEN wait lasts before the feed looks anyway
+POLL_SECONDS = 1.0
+
+
+class _Raced(Exception):
+    """Another node changed what this write was computed from: recompute."""
+
+
+@dataclass(slots=True)
+class _Change:
+    prefix: str
+    key: str
+    new: Any | None  # None deletes
+    old: Record | None
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        kinds: dict[str, Kind] | None = None,
+        on_change: ChangeHook | None = None,
+        pool_size: int = 4,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.kinds = dict(KINDS if kinds is None else kinds)
+        self.on_change: ChangeHook = on_change or (lambda event: None)
+        self.connect_timeout = connect_timeout
+        self._limiter = trio.CapacityLimiter(pool_size)
+        self._idle: queue.SimpleQueue[psycopg.Connection[Any]] = queue.SimpleQueue()
+        self._all: list[psycopg.Connection[Any]] = []
+        self._all_lock = threading.Lock()
+        self._lock = trio.Lock()  # local writers, one at a time (the DB lock orders nodes)
+        self._data: dict[str, dict[str, Record]] = {p: {} for p in self.kinds}
+        self._sorted: dict[str, list[Record]] = {}
+        self._keys: dict[str, list[str]] = {p: [] for p in self.kinds}
+        self._unique: dict[tuple[str, str], dict[Any, str]] = {}
+        self._applied = 0
+        #: one feed reader at a time (serve() and local writers both catch up)
+        self._feed_lock = trio.Lock()
+        self._closed = False
+
+    # -- connections -------------------------------------------------------
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.url, autocommit=False,
+                               connect_timeout=max(1, int(self.connect_timeout)))
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _with_conn(self, fn: Any, *args: Any) -> Any:
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            if conn.closed or conn.broken:
+                with self._all_lock:
+                    if conn in self._all:
+                        self._all.remove(conn)
+                conn.close()
+            else:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    conn.close()
+                    with self._all_lock:
+                        if conn in self._all:
+                            self._all.remove(conn)
+                else:
+                    self._idle.put(conn)
+            raise
+        self._idle.put(conn)
+        return result
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await trio.to_thread.run_sync(self._with_conn, fn, *args, limiter=self._limiter)
+
+    # -- lifecycle -----------------------------------------------------------
+    async def open(self) -> None:
+        await self._run(self._open_sync)
+
+    def _open_sync(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS drpd_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+            row = conn.execute("SELECT v FROM drpd_meta WHERE k = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreVersionError(
+                    f"the database has schema version {version}, newer than this drpd "
+                    f"({SCHEMA_VERSION}); upgrade drpd")
+            for target in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)  # type: ignore[call-overload]
+                conn.execute(
+                    "INSERT INTO drpd_meta (k, v) VALUES ('schema_version', %s) "
+                    "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", (str(target + 1),))
+        self._load_all(conn)
+
+    def _load_all(self, conn: psycopg.Connection[Any]) -> None:
+        """(Re)load every object and the Seq they stand at, in one snapshot."""
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            seq = int(conn.execute("SELECT v FROM drpd_meta WHERE k = 'seq'").fetchone()[0])
+            rows = conn.execute("SELECT prefix, key, rev, data FROM drpd_objects").fetchall()
+        data: dict[str, dict[str, Record]] = {p: {} for p in self.kinds}
+        for prefix, key, rev, blob in rows:
+            data.setdefault(prefix, {})[key] = Record(self._decode(prefix, bytes(blob)), rev)
+        self._data = data
+        self._keys = {p: sorted(bucket) for p, bucket in data.items()}
+        self._sorted = {}
+        self._unique = {}
+        for prefix, bucket in data.items():
+            for key, record in bucket.items():
+                self._index_add(prefix, key, record.obj)
+        self._applied = seq
+
+    def _decode(self, prefix: str, blob: bytes) -> Any:
+        kind = self.kinds.get(prefix)
+        return msgspec.json.decode(blob, type=kind.model) if kind else msgspec.json.decode(blob)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        with trio.CancelScope(shield=True):
+            for conn in conns:
+                await trio.to_thread.run_sync(conn.close)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Apply other nodes' changes to this node's memory as they come, until cancelled.
+
+        A wake-up is a NOTIFY or, at the latest, ``POLL_SECONDS``; what is
+        applied is always read from the changes table.
+        """
+        listener = await trio.to_thread.run_sync(self._listen_sync)
+        try:
+            task_status.started()
+            while True:
+                await self._catch_up()
+                await trio.to_thread.run_sync(self._wait_notify_sync, listener,
+                                              abandon_on_cancel=True)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(listener.close)
+
+    def _listen_sync(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.url, autocommit=True,
+                               connect_timeout=max(1, int(self.connect_timeout)))
+        conn.execute(f"LISTEN {CHANNEL}")
+        return conn
+
+    @staticmethod
+    def _wait_notify_sync(conn: psycopg.Connection[Any]) -> bool:
+        for _ in conn.notifies(timeout=POLL_SECONDS, stop_after=1):
+            return True
+        return False
+
+    async def _catch_up(self) -> None:
+        """Apply every committed change past ``_applied``, in Seq order (one caller at a time)."""
+        async with self._feed_lock:
+            while True:
+                rows, reload_needed = await self._run(self._fetch_sync, self._applied)
+                if reload_needed:
+                    await self._run(self._load_all)
+                    return
+                if not rows:
+                    return
+                for seq, prefix, key, data, event_blob in rows:
+                    if prefix is not None:
+                        self._apply(prefix, key, None if data is None else bytes(data), seq)
+                    self._applied = seq
+                    self.on_change(msgspec.json.decode(bytes(event_blob), type=Event))
+
+    def _fetch_sync(self, conn: psycopg.Connection[Any], after: int) -> tuple[list[Any], bool]:
+        with conn.transaction():
+            # one snapshot for both reads: a commit between them is not a gap
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            rows = conn.execute(
+                "SELECT seq, prefix, key, data, event FROM drpd_changes WHERE seq > %s "
+                "ORDER BY seq LIMIT 1000", (after,)).fetchall()
+            if rows and rows[0][0] != after + 1:
+                return [], True  # what we missed was pruned: reload everything
+            # writers hold one advisory lock until they commit, so Seqs
+            # become visible in order: no row past a gap can exist
+            if not rows:
+                seq = int(conn.execute("SELECT v FROM drpd_meta WHERE k = 'seq'").fetchone()[0])
+                if seq > after:
+                    return [], True
+        return rows, False
+
+    async def _until_applied(self, seq: int) -> None:
+        while self._applied < seq:
+            await self._catch_up()
+
+    def _apply(self, prefix: str, key: str, data: bytes | None, rev: int) -> None:
+        bucket = self._data.setdefault(prefix, {})
+        keys = self._keys.setdefault(prefix, [])
+        self._sorted.pop(prefix, None)
+        old = bucket.get(key)
+        if old is not None:
+            self._index_remove(prefix, key, old.obj)
+        if data is None:
+            if old is not None:
+                del bucket[key]
+                del keys[bisect.bisect_left(keys, key)]
+            return
+        obj = self._decode(prefix, data)
+        if old is None:
+            bisect.insort(keys, key)
+        bucket[key] = Record(obj, rev)
+        self._index_add(prefix, key, obj)
+
+    # -- kinds -------------------------------------------------------------
+    def add_kind(self, kind: Kind) -> None:
+        self.kinds[kind.prefix] = kind
+        self._data.setdefault(kind.prefix, {})
+        self._keys.setdefault(kind.prefix, sorted(self._data[kind.prefix]))
+
+    def stored_prefixes(self) -> list[str]:
+        return sorted(p for p, bucket in self._data.items() if bucket)
+
+    # -- reads -------------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        return self._applied
+
+    def get(self, prefix: str, key: str) -> Record | None:
+        return self._data.get(prefix, {}).get(key)
+
+    def list(self, prefix: str) -> list[Record]:  # noqa: A003 - the Store interface
+        cached = self._sorted.get(prefix)
+        if cached is None:
+            objs = self._data.get(prefix, {})
+            cached = [objs[k] for k in self._keys.get(prefix, ())]
+            self._sorted[prefix] = cached
+        return cached
+
+    def find(self, prefix: str, field: str, value: str) -> Record | None:
+        index = self._unique.get((prefix, field))
+        if index is not None:
+            key = index.get(value)
+            return None if key is None else self._data[prefix].get(key)
+        for record in self._data.get(prefix, {}).values():
+            if getattr(record.obj, field, None) == value:
+                return record
+        return None
+
+    # -- writes ------------------------------------------------------------
+    async def create(self, prefix: str, obj: Any, *, principal: str) -> Record:
+        kind = self.kinds[prefix]
+        key = kind.key_of(obj)
+
+        def plan() -> list[_Change]:
+            if key in self._data[prefix]:
+                raise Conflict(f"{prefix} {key} already exists", model=prefix, key=key)
+            self._check_unique(kind, key, obj)
+            return [_Change(prefix, key, obj, None)]
+
+        return (await self._write(plan, principal))[0]
+
+    async def modify(self, prefix: str, key: str, mutate: Mutator, *, principal: str,
+                     if_rev: int | None = None) -> Record:
+        kind = self.kinds[prefix]
+
+        def plan() -> list[_Change]:
+            old = self._existing(prefix, key, if_rev)
+            new = mutate(old.obj)
+            if kind.key_of(new) != key:
+                raise Conflict(f"the key of {prefix} {key} cannot change", model=prefix, key=key)
+            self._check_unique(kind, key, new)
+            return [_Change(prefix, key, new, old)]
+
+        return (await self._write(plan, principal))[0]
+
+    async def delete(self, prefix: str, key: str, *, principal: str,
+                     if_rev: int | None = None) -> Record:
+        def plan() -> list[_Change]:
+            return [_Change(prefix, key, None, self._existing(prefix, key, if_rev))]
+
+        old = (await self._write(plan, principal))[0]
+        return old
+
+    async def transact(self, changes: Iterable[tuple[str, str, Any | None]], *,
+                       principal: str) -> list[Record]:
+        wanted = list(changes)
+
+        def plan() -> list[_Change]:
+            batch = []
+            for prefix, key, new in wanted:
+                old = self._data.get(prefix, {}).get(key)
+                if new is not None:
+                    self._check_unique(self.kinds[prefix], key, new)
+                elif old is None:
+                    raise NotFound(f"{prefix} {key} not found", model=prefix, key=key)
+                batch.append(_Change(prefix, key, new, old))
+            return batch
+
+        return await self._write(plan, principal)
+
+    async def emit(self, event: Event) -> Event:
+        """Give a Seq to an event that is not a store write; every node sees it."""
+        async with self._lock:
+            if not event.Time:
+                event.Time = now_rfc3339()
+            with trio.CancelScope(shield=True):
+                seq = await self._run(self._emit_sync, event)
+                await self._until_applied(seq)
+            event.Seq = seq
+            return event
+
+    def _emit_sync(self, conn: psycopg.Connection[Any], event: Event) -> int:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            seq = self._next_seq(conn, 1)
+            event.Seq = seq
+            conn.execute("INSERT INTO drpd_changes (seq, event) VALUES (%s, %s)",
+                         (seq, msgspec.json.encode(event)))
+            self._notify_and_prune(conn, seq)
+        return seq
+
+    async def _write(self, plan: Any, principal: str) -> list[Record]:
+        """Plan on fresh memory, commit if nothing moved meanwhile, else plan again."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        async with self._lock:
+            while True:
+                changes: list[_Change] = plan()
+                try:
+                    with trio.CancelScope(shield=True):
+                        last = await self._run(self._commit_sync, changes, principal)
+                        await self._until_applied(last)
+                except _Raced:
+                    with trio.CancelScope(shield=True):
+                        await self._catch_up()
+                    continue
+                except psycopg.errors.UniqueViolation:
+                    with trio.CancelScope(shield=True):
+                        await self._catch_up()
+                    continue
+                return [self._record_after(change, last - len(changes) + 1 + i)
+                        for i, change in enumerate(changes)]
+
+    def _record_after(self, change: _Change, rev: int) -> Record:
+        if change.new is None:
+            assert change.old is not None
+            return change.old
+        current = self._data.get(change.prefix, {}).get(change.key)
+        if current is not None and current.rev == rev:
+            return current
+        return Record(change.new, rev)
+
+    def _commit_sync(self, conn: psycopg.Connection[Any], changes: list[_Change],
+                     principal: str) -> int:
+        time = now_rfc3339()
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            for change in changes:
+                row = conn.execute("SELECT rev FROM drpd_objects WHERE prefix = %s AND key = %s",
+                                   (change.prefix, change.key)).fetchone()
+                if (row[0] if row else None) != (change.old.rev if change.old else None):
+                    raise _Raced()
+            first = self._next_seq(conn, len(changes))
+            for offset, change in enumerate(changes):
+                rev = first + offset
+                kind = self.kinds.get(change.prefix)
+                conn.execute("DELETE FROM drpd_uniques WHERE prefix = %s AND key = %s",
+                             (change.prefix, change.key))
+                if change.new is None:
+                    data = None
+                    conn.execute("DELETE FROM drpd_objects WHERE prefix = %s AND key = %s",
+                                 (change.prefix, change.key))
+                    action, obj = "delete", public_view(change.prefix, change.old.obj)  # type: ignore[union-attr]
+                    original = None
+                else:
+                    data = msgspec.json.encode(change.new)
+                    conn.execute(
+                        "INSERT INTO drpd_objects (prefix, key, rev, data) VALUES (%s, %s, %s, %s) "
+                        "ON CONFLICT (prefix, key) DO UPDATE SET rev = EXCLUDED.rev, "
+                        "data = EXCLUDED.data", (change.prefix, change.key, rev, data))
+                    for field in kind.unique if kind else ():
+                        value = getattr(change.new, field, None)
+                        if value:
+                            conn.execute(
+                                "INSERT INTO drpd_uniques (prefix, field, value, key) "
+                                "VALUES (%s, %s, %s, %s)",
+                                (change.prefix, field, str(value), change.key))
+                    action = "create" if change.old is None else "update"
+                    obj = public_view(change.prefix, change.new)
+                    original = None if change.old is None else public_view(change.prefix, change.old.obj)
+                event = Event(Time=time, Type=change.prefix, Action=action, Key=change.key,
+                              Principal=principal, Object=obj, Original=original, Seq=rev)
+                conn.execute(
+                    "INSERT INTO drpd_changes (seq, prefix, key, data, event) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (rev, change.prefix, change.key, data, msgspec.json.encode(event)))
+            last = first + len(changes) - 1
+            self._notify_and_prune(conn, last)
+        return last
+
+    @staticmethod
+    def _next_seq(conn: psycopg.Connection[Any], count: int) -> int:
+        row = conn.execute(
+            "UPDATE drpd_meta SET v = (v::bigint + %s)::text WHERE k = 'seq' RETURNING v",
+            (count,)).fetchone()
+        return int(row[0]) - count + 1
+
+    @staticmethod
+    def _notify_and_prune(conn: psycopg.Connection[Any], last: int) -> None:
+        conn.execute(f"NOTIFY {CHANNEL}")
+        if last % 1000 == 0:
+            conn.execute("DELETE FROM drpd_changes WHERE seq <= %s", (last - KEEP_CHANGES,))
+
+    # -- checks (on this node's memory; the database re-checks) ----------------
+    def _existing(self, prefix: str, key: str, if_rev: int | None) -> Record:
+        old = self._data.get(prefix, {}).get(key)
+        if old is None:
+            raise NotFound(f"{prefix} {key} not found", model=prefix, key=key)
+        if if_rev is not None and old.rev != if_rev:
+            raise PreconditionFailed(
+                f"{prefix} {key} has changed (revision {old.rev}, expected {if_rev})",
+                model=prefix, key=key)
+        return old
+
+    def _check_unique(self, kind: Kind, key: str, obj: Any) -> None:
+        for field in kind.unique:
+            value = getattr(obj, field, None)
+            if not value:
+                continue
+            other_key = self._unique.get((kind.prefix, field), {}).get(value)
+            if other_key is not None and other_key != key:
+                raise Conflict(f"{kind.prefix} {other_key} already has {field} {value!r}",
+                               model=kind.prefix, key=key)
+
+    def _index_add(self, prefix: str, key: str, obj: Any) -> None:
+        kind = self.kinds.get(prefix)
+        for field in kind.unique if kind else ():
+            value = getattr(obj, field, None)
+            if value:
+                self._unique.setdefault((prefix, field), {})[value] = key
+
+    def _index_remove(self, prefix: str, key: str, obj: Any) -> None:
+        kind = self.kinds.get(prefix)
+        for field in kind.unique if kind else ():
+            index = self._unique.get((prefix, field), {})
+            value = getattr(obj, field, None)
+            if value and index.get(value) == key:
+                del index[value]
+
+    # -- maintenance -------------------------------------------------------
+    async def backup(self, dest: str | os.PathLike[str]) -> None:
+        raise NotImplementedError(
+            "back up a PostgreSQL store with PostgreSQL's own tools (pg_dump, base backups)")
