@@ -140,7 +140,6 @@ class Daemon:
         self.store = SQLiteStore(self.state.db, on_change=self.bus.publish)
         self.notifier = notifier or Notifier(None)
         self.metrics = metrics.Metrics()
-        metrics.install(self.metrics)
         self.api_port = 0
         self.static_port = 0
         self.metrics_port = 0
@@ -224,7 +223,7 @@ class Daemon:
                 context = ApiContext(
                     settings=settings, store=self.store, bus=self.bus, auth=auth,
                     api_port=self.api_port, static_port=self.static_port, version=__version__,
-                    files_dir=self.state.files,
+                    files_dir=self.state.files, metrics=self.metrics,
                     params=ParamChecker(self.store), content=ContentService(self.store),
                     secure=SecureParams(await trio.to_thread.run_sync(
                         load_secure_key, self.state.root / "secure.key"), self.store),
@@ -252,15 +251,15 @@ class Daemon:
                         files_dir=self.state.files, endpoint=self.endpoint,
                         fileserver=f"http://{url_host(settings.bind)}:{self.static_port}",
                         ca_cert=self.cert, params=context.params, content=context.content,
+                        bus=self.bus, secure=context.secure,
+                        observe_action=self.metrics.observe_action,
                     )
                     await trio.to_thread.run_sync(prepare_runtime_dir, manager.runtime_dir)
                 except RuntimeDirError as exc:
                     raise StartupError(str(exc)) from None
                 self.manager = manager
                 self.metrics.bind(manager=manager, bus=self.bus, version=__version__)
-                context.manager = manager
-                manager.bus = self.bus  # HasPublish forwarding (plugins/publisher.py)
-                manager.secure = context.secure
+                context.plugins = manager
                 context.hooks["plugins"] = manager
                 context.hooks["params"] = ParamsHooks(manager)
                 static_config = _plain_config(HyperConfig())

@@ -17,10 +17,11 @@ Everything is registered in one ``CollectorRegistry`` per ``Metrics``
 object, never in prometheus_client's global registry: a test can build
 several, and nothing a library registers globally leaks into drpd's scrape.
 
-Who calls what: the daemon creates one ``Metrics``, ``install``s it as the
-process's current one and ``bind``s the plugin manager and the bus to it;
-the action path calls the module function ``observe_action``; the API app
-calls ``instrument(app)`` once.
+Who calls what: the daemon creates one ``Metrics`` and ``bind``s the plugin
+side and the bus to it; the action dispatcher gets its ``observe_action``
+by constructor; the API app counts requests through ``drpd.api.metrics``
+(which also serves ``/api/v3/metrics``). This module imports nothing of
+drpd: it sits below every part that reports to it.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class Metrics:
 
     def observe_action(self, provider: str, command: str, seconds: float,
                        status: int | str) -> None:
+        """Count one action call and its latency; call it once per call, any outcome.
+
+        ``status`` is the HTTP status the caller got (200, 422, 503, 504, ...).
+        Never raises and never blocks: safe on the action path.
+        """
         self.action_calls.labels(provider, command, str(status)).inc()
         self.action_seconds.labels(provider, command).observe(max(0.0, seconds))
 
@@ -184,80 +190,6 @@ class StateCollector(Collector):
 def is_failing(sup: Any) -> bool:
     """Not available because something went wrong (not: starting, left on purpose)."""
     return not sup.available and bool(sup.errors) and sup.state != "left"
-
-
-# -- the process's current Metrics ---------------------------------------------------
-_current = Metrics(process=False)
-
-
-def install(metrics: Metrics) -> Metrics:
-    """Make ``metrics`` the one ``observe_action`` writes to; returns the previous one."""
-    global _current
-    previous, _current = _current, metrics
-    return previous
-
-
-def current() -> Metrics:
-    return _current
-
-
-def observe_action(provider: str, command: str, seconds: float, status: int | str) -> None:
-    """Count one action call and its latency; call it once per call, any outcome.
-
-    ``status`` is the HTTP status the caller got (200, 422, 503, 504, ...).
-    Never raises and never blocks: safe on the action path.
-    """
-    _current.observe_action(provider, command, seconds, status)
-
-
-# -- the API side ----------------------------------------------------------------------
-def instrument(app: Any, metrics: Metrics | None = None) -> None:
-    """Count every request of a Quart ``app`` by URL rule, and serve ``/api/v3/metrics``.
-
-    Call it before the app registers its other ``before_request`` hooks, so
-    requests refused by authentication are timed too. The route gets the
-    app's authentication like every other path.
-    """
-    from quart import Response, g, request
-
-    def target() -> Metrics:
-        return metrics or _current
-
-    @app.before_request
-    async def _metrics_start() -> None:
-        g.metrics_t0 = time.perf_counter()
-
-    def route() -> str:
-        """The URL rule, with ``<prefix>`` filled in when it names a stored kind.
-
-        The generic object router serves every prefix from one rule; naming
-        the kind (a bounded set: built-in ones and providers' StoreObjects)
-        tells machines from profiles without letting a client mint labels.
-        """
-        if request.url_rule is None:
-            return UNMATCHED
-        rule = request.url_rule.rule
-        prefix = (request.view_args or {}).get("prefix")
-        context = app.config.get("DRPD")
-        kinds = getattr(getattr(context, "store", None), "kinds", {})
-        if isinstance(prefix, str) and prefix in kinds:
-            rule = rule.replace("<prefix>", prefix, 1)
-        return rule
-
-    @app.after_request
-    async def _metrics_count(response: Any) -> Any:
-        t0 = g.get("metrics_t0")
-        target().observe_request(request.method, route(), response.status_code,
-                                 None if t0 is None else time.perf_counter() - t0)
-        return response
-
-    @app.route("/api/v3/metrics", methods=["GET"])
-    async def get_metrics() -> Response:
-        # an unread body stalls a keep-alive connection (STACK-NOTES.md)
-        from .api.objects import read_body
-
-        await read_body()
-        return Response(target().render(), content_type=CONTENT_TYPE_LATEST)
 
 
 class MetricsApp:

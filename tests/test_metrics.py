@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from drpd import metrics
 from drpd.metrics import Metrics, is_failing
 from drpd.testing import DrpdProcess
 
@@ -79,15 +78,12 @@ def test_state_read_at_scrape_time() -> None:
     assert ("drpd_plugin_available", (("instance", "c"),)) not in got
 
 
-def test_observe_action_goes_to_the_installed_metrics() -> None:
+def test_observe_action_counts_calls_and_latency() -> None:
     mine = Metrics(process=False)
-    previous = metrics.install(mine)
-    try:
-        metrics.observe_action("plain_provider", "ping", 0.003, 200)
-        metrics.observe_action("plain_provider", "ping", 0.2, 200)
-        metrics.observe_action("plain_provider", "ping", 61.0, 504)
-    finally:
-        assert metrics.install(previous) is mine
+    # the dispatcher gets this bound method by constructor (no process-wide singleton)
+    mine.observe_action("plain_provider", "ping", 0.003, 200)
+    mine.observe_action("plain_provider", "ping", 0.2, 200)
+    mine.observe_action("plain_provider", "ping", 61.0, 504)
     got = samples(mine.render())
     calls = ("drpd_action_calls_total",)
     assert got[(*calls, (("command", "ping"), ("provider", "plain_provider"), ("status", "200")))] == 2

@@ -8,14 +8,14 @@ import msgspec
 from quart import Blueprint, Response, request
 
 from ..models import BadRequest, Kind, NotFound
-from ..store.sqlite import public_view
+from ..plugins.interface import PluginSide
 from .objects import ctx, json_response, parse_json, read_body, resolve
 
 bp = Blueprint("actions", __name__)
 
 
-def dispatcher() -> Any:
-    return ctx().manager.actions
+def plugin_side() -> PluginSide:
+    return ctx().plugin_side()
 
 
 async def _posted_params() -> dict[str, Any]:
@@ -30,19 +30,17 @@ async def _posted_params() -> dict[str, Any]:
 
 def _show(model: str, command: str, instance: str | None) -> Response:
     provider, _, plain = command.rpartition(":")
-    for action in dispatcher().listing(model, instance=instance):
+    for action in plugin_side().listing(model, instance=instance):
         if action.Command == plain and (not provider or action.Provider == provider):
             return json_response(msgspec.to_builtins(action))
     raise NotFound(f"no available action {command!r} on {model}", model=model, key=command)
 
 
-async def _run(model: str, command: str, target: Any, target_json: Any,
-               instance: str | None) -> Response:
+async def _run(model: str, command: str, target: Any, instance: str | None) -> Response:
     posted = await _posted_params()
-    d = dispatcher()
-    offer = d.choose(model, command, request.args.get("plugin"), instance=instance)
-    params = d.build_params(offer, posted, target, model=model)
-    status, body = await d.call(offer, params, target_json)
+    status, body = await plugin_side().run_action(
+        model, command, plugin=request.args.get("plugin"), instance=instance, posted=posted,
+        target=target)
     return Response(body, status=status, content_type="application/json")
 
 
@@ -58,20 +56,18 @@ async def object_actions(kind: Kind, key: str, rest: list[str]) -> Response:
         await read_body()
         if not rest:
             return json_response([msgspec.to_builtins(a)
-                                  for a in dispatcher().listing(model, instance=instance)])
+                                  for a in plugin_side().listing(model, instance=instance)])
         return _show(model, rest[0], instance)
     if request.method != "POST" or not rest:
         await read_body()
         raise NotFound(f"POST /{model}/{key}/actions/<command> runs an action")
-    target = record.obj
-    target_json = ctx().manager.reveal_object(model, public_view(model, target))
-    return await _run(model, rest[0], target, target_json, instance)
+    return await _run(model, rest[0], record.obj, instance)
 
 
 @bp.route("/api/v3/system/actions", methods=["GET"])
 async def system_actions() -> Response:
     await read_body()
-    return json_response([msgspec.to_builtins(a) for a in dispatcher().listing("system")])
+    return json_response([msgspec.to_builtins(a) for a in plugin_side().listing("system")])
 
 
 @bp.route("/api/v3/system/actions/<path:command>", methods=["GET", "POST"])
@@ -79,7 +75,7 @@ async def system_action(command: str) -> Response:
     if request.method == "GET":
         await read_body()
         return _show("system", command, None)
-    return await _run("system", command, None, None, None)
+    return await _run("system", command, None, None)
 
 
 def register(c: Any) -> None:

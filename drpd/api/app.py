@@ -6,9 +6,9 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from .. import metrics
+from ..metrics import Metrics
 from ..models import DrpError, NotFound
-from . import actions, contents, events, files, objects, plugins, system
+from . import actions, contents, events, files, metrics, objects, plugins, system
 from .context import ApiContext
 from .errors import drp_error, http_error, unexpected_error
 
@@ -27,7 +27,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     # metrics (issue 7): request counts by URL rule, GET /api/v3/metrics;
     # first, so that requests refused by authenticate are timed too
-    metrics.instrument(app)
+    metrics.instrument(app, context.metrics or Metrics(process=False))
     system.register(context)
     plugins.register(context)
     actions.register(context)

@@ -10,7 +10,9 @@ from typing import Any, Protocol
 from ..auth import Authenticator
 from ..bus import EventBus
 from ..config import Settings
+from ..metrics import Metrics
 from ..params import ParamChecker
+from ..plugins.interface import PluginSide
 from ..store import Record, Store
 
 
@@ -44,9 +46,19 @@ class ApiContext:
     #: drpd.secure.SecureParams
     secure: Any = None
     hooks: dict[str, KindHooks] = field(default_factory=dict)
-    #: the plugin manager (drpd.plugins.manager.PluginManager)
-    manager: Any = None
-    #: the file space, <state>/files (None: the plugin manager's files_dir)
+    #: the plugin side (instances, actions, providers), through its typed face
+    plugins: PluginSide | None = None
+    #: the file space, <state>/files
     files_dir: Path | None = None
+    #: request counts and ``GET /api/v3/metrics`` (None: counted nowhere)
+    metrics: Metrics | None = None
     #: extra sub-resource handlers: (prefix, name) -> handler
     extras: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def plugin_side(self) -> PluginSide:
+        """The plugin side, or 503 when this drpd runs without one."""
+        if self.plugins is None:
+            from ..models import Unavailable
+
+            raise Unavailable("the plugin side is not running")
+        return self.plugins

@@ -60,6 +60,7 @@ from ..models import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
     Unprocessable,
 )
 from .errors import error_response
@@ -127,8 +128,9 @@ def _inside(root: Path, path: Path) -> bool:
 
 def _real_root() -> Path:
     c = ctx()
-    files = c.files_dir if c.files_dir is not None else c.manager.files_dir
-    return Path(files).resolve()
+    if c.files_dir is None:
+        raise Unavailable("no file space is configured")
+    return Path(c.files_dir).resolve()
 
 
 def _check_target(root: Path, fp: FilePath) -> Path:
@@ -360,7 +362,7 @@ async def _store(fp: FilePath) -> Response:
 
 
 async def _install_provider(name: str) -> Response:
-    manager = ctx().manager
-    existed = name in manager.providers
-    provider = await manager.registry.upload(name, iter_body(ctx().settings.max_upload_size))
+    side = ctx().plugin_side()
+    existed = side.has_provider(name)
+    provider = await side.upload_provider(name, iter_body(ctx().settings.max_upload_size))
     return json_response(msgspec.to_builtins(provider), 200 if existed else 201)

@@ -29,8 +29,7 @@ from ..models import (
     Unprocessable,
 )
 from ..models.names import is_valid_param_name
-from ..store import Record
-from ..store.sqlite import public_view
+from ..store import Record, public_view
 from .context import ApiContext
 from .patching import json_patch, merge_patch
 

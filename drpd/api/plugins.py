@@ -1,4 +1,4 @@
-"""Routes that need the plugin manager: provider uploads, instance restarts and logs."""
+"""Routes of the plugin side: provider uploads, instance restarts and logs."""
 
 from __future__ import annotations
 
@@ -12,26 +12,27 @@ from quart import Blueprint, Response, request
 
 from ..models import Kind, NotFound, Unprocessable
 from ..models.names import is_valid_provider_name
+from ..plugins.interface import PluginSide
 from .objects import ctx, iter_body, json_response, read_body, resolve, show, wants_wait
 
 bp = Blueprint("plugins", __name__)
 
 
-def manager() -> Any:
-    return ctx().manager
+def plugin_side() -> PluginSide:
+    return ctx().plugin_side()
 
 
 @bp.route("/api/v3/plugin_providers/<name>", methods=["POST", "DELETE"])
 async def provider_write(name: str) -> Response:
     if request.method == "DELETE":
         await read_body()
-        provider = await manager().registry.remove(name)
+        provider = await plugin_side().remove_provider(name)
         return json_response(msgspec.to_builtins(provider))
     if not is_valid_provider_name(name):
         await read_body()
         raise Unprocessable(f"invalid provider name {name!r}", model="plugin_providers")
-    existed = name in manager().providers
-    provider = await manager().registry.upload(
+    existed = plugin_side().has_provider(name)
+    provider = await plugin_side().upload_provider(
         name, iter_body(ctx().settings.max_upload_size))
     return json_response(msgspec.to_builtins(provider), 200 if existed else 201)
 
@@ -39,9 +40,9 @@ async def provider_write(name: str) -> Response:
 @bp.route("/api/v3/plugin_providers/<name>/binary", methods=["GET"])
 async def provider_binary(name: str) -> Response:
     await read_body()
-    if name not in manager().providers:
+    if not plugin_side().has_provider(name):
         raise NotFound(f"plugin_providers {name} not found", model="plugin_providers", key=name)
-    path = manager().binary_path(name)
+    path = plugin_side().binary_path(name)
     try:
         f = await trio.open_file(path, "rb")
     except FileNotFoundError:
@@ -64,7 +65,7 @@ async def plugin_restart(kind: Kind, key: str, rest: list[str]) -> Response:
     if request.method != "POST" or rest:
         raise NotFound(f"no such route under plugins/{key}")
     record = resolve(kind, key)
-    await manager().restart(record.obj.Name, wants_wait())
+    await plugin_side().restart(record.obj.Name, wait=wants_wait())
     return json_response(show(kind, ctx().store.get("plugins", record.obj.Name) or record))
 
 
@@ -73,8 +74,7 @@ async def plugin_log(kind: Kind, key: str, rest: list[str]) -> Response:
     if request.method != "GET" or rest:
         raise NotFound(f"no such route under plugins/{key}")
     record = resolve(kind, key)
-    sup = manager().supervisors.get(record.obj.Name)
-    lines = list(sup.log_lines) if sup is not None else []
+    lines = plugin_side().log_lines(record.obj.Name)
     raw = request.args.get("lines", "100")
     try:
         count = max(0, int(raw))

@@ -11,7 +11,7 @@ from quart import Blueprint, Response, request
 
 from ..auth import DEFAULT_USER
 from ..models import BadRequest, Info, Kind, NotFound, TokenResponse, decode_as
-from ..store.sqlite import public_view
+from ..store import public_view
 from .objects import ctx, finish, json_response, principal, read_body, resolve
 
 bp = Blueprint("system", __name__)

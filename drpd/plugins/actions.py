@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from .. import wire
 from ..http11 import HTTPError
 from ..models import (
     Action,
@@ -166,7 +167,7 @@ class ActionDispatcher:
             with sup.action_slot() as client:
                 with trio.move_on_after(timeout) as scope:
                     try:
-                        status, body = await client.request("POST", "/api-plugin/v4/action",
+                        status, body = await client.request("POST", wire.ACTION_PATH,
                                                             _encode(action))
                     except HTTPError as exc:
                         if await sup.exited_soon():  # it stopped or crashed meanwhile
@@ -210,5 +211,5 @@ def _as_error(status: int, body: bytes, instance: str) -> bytes:
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
     text = body.decode(errors="replace")[:500] or "no details"
-    return _encode(Error(Model="plugins", Key=instance, Type="PLUGIN_ERROR",
-                         Messages=[f"plugin {instance} answered {status}: {text}"], Code=status))
+    return wire.plugin_error(status, f"plugin {instance} answered {status}: {text}",
+                             model="plugins", key=instance)[1]

@@ -16,22 +16,24 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import trio
 
-from .. import metrics
 from ..auth import Authenticator
+from ..bus import EventBus
 from ..config import Settings
 from ..content import ContentService
-from ..models import Event, Plugin, PluginProvider, PluginRuntime
+from ..models import AvailableAction, Event, Plugin, PluginProvider, PluginRuntime
 from ..models.extended import ExtendedKind, extended_kind
 from ..params import MISSING, ParamChecker
-from ..store import Record, Store
+from ..secure import SecureParams
+from ..store import Record, Store, public_view
 from . import runtime
-from .actions import ActionDispatcher
+from .actions import ActionDispatcher, Observer
 from .processes import RUN_VAR, kill_marked
 from .providers import ProviderRegistry
 from .server_api import ServerApi
@@ -47,7 +49,9 @@ class PluginManager:
     def __init__(self, settings: Settings, store: Store, auth: Authenticator, *,
                  state_root: Path, files_dir: Path, endpoint: str, fileserver: str,
                  ca_cert: Path | None, params: ParamChecker | None = None,
-                 content: ContentService | None = None) -> None:
+                 content: ContentService | None = None, bus: EventBus | None = None,
+                 secure: SecureParams | None = None,
+                 observe_action: Observer | None = None) -> None:
         self.settings = settings
         self.store = store
         self.auth = auth
@@ -60,7 +64,10 @@ class PluginManager:
         self.supervisors: dict[str, Supervisor] = {}
         self.registry = ProviderRegistry(self)
         self.actions = ActionDispatcher(self)
-        self.actions.observers.append(metrics.observe_action)
+        if observe_action is not None:
+            self.actions.observers.append(observe_action)
+        #: HasPublish forwarding subscribes here (plugins/publisher.py)
+        self.bus = bus
         self.server_api = ServerApi(self)
         self.params = params or ParamChecker(store)
         self.content = content or ContentService(store)
@@ -75,8 +82,8 @@ class PluginManager:
         #: set when drpd stops: supervisors then skip their own /proc sweeps
         self.shutting_down = False
         self._base_env = self._make_base_env()
-        #: drpd.secure.SecureParams, when secure params are enabled
-        self.secure: Any = None
+        #: secure params revealed to providers, when enabled
+        self.secure = secure
 
     # -- running -------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -179,7 +186,7 @@ class PluginManager:
             with trio.move_on_after(self.settle_timeout):
                 await sup.wait_settled()
 
-    async def restart(self, name: str, wait: bool) -> None:
+    async def restart(self, name: str, *, wait: bool) -> None:
         sup = self.supervisors.get(name)
         if sup is None:
             return
@@ -189,6 +196,41 @@ class PluginManager:
         if wait:
             with trio.move_on_after(self.settle_timeout):
                 await sup.wait_settled()
+
+    # -- the API's face (drpd.plugins.interface.PluginSide) -------------------------
+    def instance(self, name: str) -> Supervisor | None:
+        return self.supervisors.get(name)
+
+    def log_lines(self, name: str) -> list[str]:
+        sup = self.supervisors.get(name)
+        return list(sup.log_lines) if sup is not None else []
+
+    async def settled(self, name: str, seq: int) -> None:
+        sup = self.supervisors.get(name)
+        if sup is not None:
+            with trio.move_on_after(self.settle_timeout):
+                await sup.wait_settled()
+
+    def listing(self, model: str, *, instance: str | None = None) -> list[AvailableAction]:
+        return self.actions.listing(model, instance=instance)
+
+    async def run_action(self, model: str, command: str, *, plugin: str | None,
+                         instance: str | None, posted: dict[str, Any],
+                         target: Any) -> tuple[int, bytes]:
+        offer = self.actions.choose(model, command, plugin, instance=instance)
+        params = self.actions.build_params(offer, posted, target, model=model)
+        target_json = None if target is None else self.reveal_object(
+            model, public_view(model, target))
+        return await self.actions.call(offer, params, target_json)
+
+    def has_provider(self, name: str) -> bool:
+        return name in self.providers
+
+    async def upload_provider(self, name: str, chunks: AsyncIterator[bytes]) -> PluginProvider:
+        return await self.registry.upload(name, chunks)
+
+    async def remove_provider(self, name: str) -> PluginProvider:
+        return await self.registry.remove(name)
 
     # -- what supervisors ask ------------------------------------------------------
     def problem(self, plugin: Plugin) -> str | None:

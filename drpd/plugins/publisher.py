@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .. import wire
 from ..bus import Entry, EventBus, Notice, Subscription
 from ..http11 import HTTPError, UnixHTTPClient
 from ..models import Event
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 log = logging.getLogger("drpd.plugins")
-PUBLISH_PATH = "/api-plugin/v4/publish"
 #: retry delays after a failed connection (the provider is restarting or stopping)
 RETRY_FIRST, RETRY_MAX = 0.02, 1.0
 
@@ -105,7 +105,7 @@ class Publisher:
     async def _deliver(self, client: UnixHTTPClient, entry: Entry) -> None:
         timeout = self.sup.manager.settings.action_timeout
         with trio.move_on_after(timeout) as scope:
-            status, body = await client.request("POST", PUBLISH_PATH, entry.json())
+            status, body = await client.request("POST", wire.PUBLISH_PATH, entry.json())
         event = entry.event
         what = f"event Seq {event.Seq} ({event.Type}.{event.Action}.{event.Key})"
         if scope.cancelled_caught:

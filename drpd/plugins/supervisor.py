@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from .. import wire
 from ..http11 import HTTPError, UnixHTTPClient, serve_unix
 from ..models import Error, Plugin, PluginProvider, PluginRuntime, Unavailable
 from .processes import INSTANCE_VAR, kill_marked, signal_group
@@ -410,7 +411,7 @@ class Supervisor:
 
     async def _pump_stdout(self, run: _Run) -> None:
         async for line in self._lines(run.process.stdout):
-            if line.strip() == "READY!" and not run.ready_seen:
+            if line.strip() == wire.READY and not run.ready_seen:
                 run.ready_seen = True
                 run.ready.set()
                 continue
@@ -450,7 +451,7 @@ class Supervisor:
             # wrapped in an ExceptionGroup and take the whole manager down
             try:
                 result.append(
-                    await run.client.request("POST", "/api-plugin/v4/config", _encode(body)))
+                    await run.client.request("POST", wire.CONFIG_PATH, _encode(body)))
             except HTTPError as exc:
                 failure.append(f"config failed: {exc}")
 
@@ -480,7 +481,7 @@ class Supervisor:
                     await self._drain_actions()
                     try:
                         with trio.move_on_after(min(grace, 5.0)):
-                            await run.client.request("POST", "/api-plugin/v4/stop")
+                            await run.client.request("POST", wire.STOP_PATH)
                     except HTTPError:
                         pass
                     await process.wait()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from drpd import wire
 from drpd.models.objects import Event
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Context", "ServerError"]
 
-SERVER_PREFIX = "/api-server-plugin/v4"
 #: drpd answers these quickly; the bound only stops a wedged drpd from
 #: wedging the handler too.
 DEFAULT_TIMEOUT = 30.0
@@ -69,7 +69,7 @@ class Context:
     async def publish(self, event_type: str, action: str, key: str, obj: Any = None) -> None:
         """Put an event on drpd's bus, as if drpd made it (Principal ``plugin:<name>``)."""
         event = Event(Time=_now(), Type=event_type, Action=action, Key=key, Object=obj)
-        await self._call("POST", "/publish", msgspec.json.encode(event))
+        await self._call("POST", wire.SERVER_PUBLISH, msgspec.json.encode(event))
 
     async def log(self, level: str, message: str, **data: Any) -> None:
         """Write a line to drpd's log, tagged with this instance."""
@@ -78,15 +78,15 @@ class Context:
             line["Service"] = self.name
         if data:
             line["Data"] = data
-        await self._call("POST", "/log", msgspec.json.encode(line))
+        await self._call("POST", wire.SERVER_LOG, msgspec.json.encode(line))
 
     async def leaving(self) -> None:
         """Ask drpd to stop this instance and keep it stopped until it is next updated."""
-        await self._call("POST", "/leaving", b"{}")
+        await self._call("POST", wire.SERVER_LEAVING, b"{}")
 
     async def objects(self, prefix: str) -> list[Any]:
         """All stored objects of ``prefix`` (for a provider's own StoreObjects, say)."""
-        body = await self._call("GET", f"/objects/{prefix}", None)
+        body = await self._call("GET", wire.SERVER_OBJECTS + prefix, None)
         result = msgspec.json.decode(body) if body else []
         if not isinstance(result, list):
             raise ServerError(f"GET objects/{prefix}", 200, ["answer is not a JSON list"])
@@ -107,14 +107,14 @@ class Context:
 
         from drpd.http11 import HTTPError
 
-        what = f"{method} {SERVER_PREFIX}{path}"
+        what = f"{method} {wire.SERVER_PREFIX}{path}"
         try:
             with trio.fail_after(self.timeout):
-                status, answer = await self._server.request(method, SERVER_PREFIX + path, body)
+                status, answer = await self._server.request(method, wire.SERVER_PREFIX + path, body)
         except HTTPError as exc:
             raise ServerError(what, 0, [str(exc)]) from exc
         if not 200 <= status <= 299:
-            raise ServerError(what, status, _messages(answer))
+            raise ServerError(what, status, wire.error_messages(answer, 200))
         return answer
 
     async def aclose(self) -> None:
@@ -123,12 +123,3 @@ class Context:
             await self._api.aclose()
             self._api = None
 
-
-def _messages(body: bytes) -> list[str]:
-    try:
-        decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return [body[:200].decode("utf-8", "replace")] if body else []
-    if isinstance(decoded, dict) and isinstance(decoded.get("Messages"), list):
-        return [str(m) for m in decoded["Messages"]]
-    return [str(decoded)[:200]]

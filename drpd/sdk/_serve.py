@@ -23,18 +23,18 @@ from typing import Any
 import msgspec
 import trio
 
-from drpd import http11
+from drpd import http11, wire
 from drpd.models.errors import Error
 from drpd.models.objects import Action, Event
 
 from ._context import Context
 from ._provider import ActionError, Provider
 
-PLUGIN_PREFIX = "/api-plugin/v4/"
+PLUGIN_PREFIX = wire.PLUGIN_PREFIX
 #: How long to wait for the ``stop`` answer to reach drpd before exiting anyway.
 STOP_FLUSH = 1.0
 
-_ok = msgspec.json.encode(Error(Code=200))
+_ok = wire.ok()[1]
 _action_decoder = msgspec.json.Decoder(Action)
 _event_decoder = msgspec.json.Decoder(Event)
 
@@ -44,7 +44,7 @@ def _answer(error: Error) -> tuple[int, bytes]:
 
 
 def _fail(code: int, message: str, *, model: str = "", key: str = "") -> tuple[int, bytes]:
-    return _answer(Error(Model=model, Key=key, Type="PLUGIN_ERROR", Messages=[message], Code=code))
+    return wire.plugin_error(code, message, model=model, key=key)
 
 
 class _Runtime:
@@ -75,7 +75,7 @@ class _Runtime:
         return await route(body)
 
     def on_sent(self, method: str, target: str, status: int) -> None:
-        if target.split("?", 1)[0] == PLUGIN_PREFIX + "stop" and self._stopping:
+        if target.split("?", 1)[0] == wire.STOP_PATH and self._stopping:
             self._stop_answered.set()
 
     async def _config(self, body: bytes) -> tuple[int, bytes]:
@@ -202,7 +202,7 @@ class _Runtime:
             )
             if self.provider.selects_events:
                 await self._start_events(nursery)
-            sys.stdout.write("READY!\n")
+            sys.stdout.write(wire.READY + "\n")
             sys.stdout.flush()
             # serve_unix runs until stop or a signal cancels this nursery.
 

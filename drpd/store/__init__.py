@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..models import Event, Kind
-from .records import Record
+from .records import Record, public_view
 
 #: called with each committed change, in commit order; must not block
 ChangeHook = Callable[[Event], None]
@@ -63,4 +63,4 @@ class Store(Protocol):
 
 from .sqlite import SQLiteStore  # noqa: E402
 
-__all__ = ["ChangeHook", "Mutator", "Record", "SQLiteStore", "Store"]
+__all__ = ["ChangeHook", "Mutator", "Record", "SQLiteStore", "Store", "public_view"]

@@ -25,7 +25,7 @@ import trio
 
 from ..models import KINDS, Conflict, Event, Kind, NotFound, PreconditionFailed
 from . import ChangeHook, Mutator
-from .records import Record
+from .records import Record, public_view
 
 #: One entry per schema version; entry N upgrades a version N database to N+1.
 MIGRATIONS: list[str] = [
@@ -60,15 +60,6 @@ class _Change:
 
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def public_view(prefix: str, obj: Any) -> Any:
-    """The object as builtins, without what is never shown (password hashes)."""
-    data = msgspec.to_builtins(obj)
-    if prefix == "users" and isinstance(data, dict):
-        data.pop("PasswordHash", None)
-        data.pop("Password", None)
-    return data
 
 
 class SQLiteStore:
