@@ -11,15 +11,20 @@ action models; events carry only the sealed form.
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from .models import Unprocessable
 from .store import Store
 
 SEALED = "SecureData"
+#: DRP's SecureData fields, as drpcli sends a client-sealed value
+BOX_FIELDS = frozenset({"Key", "Nonce", "Payload"})
+_BOX_INFO = b"drpd secure params: the NaCl box key clients seal to"
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -39,10 +44,55 @@ def is_sealed(value: Any) -> bool:
     return (isinstance(value, dict) and len(value) == 1 and isinstance(value.get(SEALED), str))
 
 
+def is_box(value: Any) -> bool:
+    """A DRP ``SecureData`` (base64 Key 32 bytes, Nonce 24, Payload >= 16)."""
+    if not (isinstance(value, dict) and value.keys() == BOX_FIELDS):
+        return False
+    try:
+        key, nonce, payload = (base64.b64decode(value[f], validate=True)
+                               for f in ("Key", "Nonce", "Payload"))
+    except (TypeError, ValueError):
+        return False
+    return len(key) == 32 and len(nonce) == 24 and len(payload) >= 16
+
+
+class BoxError(Unprocessable):
+    """A client-sealed value that does not open with drpd's key (422)."""
+
+
 class SecureParams:
     def __init__(self, key: bytes, store: Store) -> None:
         self._fernet = Fernet(key)
         self.store = store
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        from nacl.public import PrivateKey
+
+        seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_BOX_INFO).derive(key)
+        self._box_key = PrivateKey(seed)
+
+    @property
+    def public_key(self) -> bytes:
+        """The 32-byte Curve25519 key clients seal Secure values to."""
+        return bytes(self._box_key.public_key)
+
+    def open_box(self, value: dict[str, Any]) -> Any:
+        """The clear value of a client-sealed ``SecureData``; BoxError when it
+        was not sealed to drpd's key or was tampered with."""
+        import msgspec
+        from nacl.exceptions import CryptoError
+        from nacl.public import Box, PublicKey
+
+        raw = {f: base64.b64decode(value[f]) for f in ("Key", "Nonce", "Payload")}
+        try:
+            clear = Box(self._box_key, PublicKey(raw["Key"])).decrypt(raw["Payload"], raw["Nonce"])
+        except CryptoError:
+            raise BoxError("the SecureData does not open with this drpd's key "
+                           "(seal it to GET .../pubkey)") from None
+        try:
+            return msgspec.json.decode(clear)
+        except msgspec.DecodeError:
+            raise BoxError("the SecureData does not hold JSON") from None
 
     def is_secure(self, name: str) -> bool:
         record = self.store.get("params", name)
@@ -51,12 +101,19 @@ class SecureParams:
     def seal(self, value: Any) -> Any:
         if is_sealed(value):
             return value
+        if is_box(value):
+            value = self.open_box(value)
         import msgspec
 
         token = self._fernet.encrypt(msgspec.json.encode(value)).decode()
         return {SEALED: token}
 
     def reveal(self, value: Any) -> Any:
+        if is_box(value):
+            try:
+                return self.open_box(value)
+            except BoxError:
+                return value  # not for us: shown as it is, refused when stored
         if not is_sealed(value):
             return value
         import msgspec

@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..metrics import Metrics
 from ..models import DrpError, NotFound
-from . import actions, contents, events, files, metrics, objects, plugins, system
+from . import actions, contents, events, files, metrics, objects, plugins, queries, sealing, system
 from .context import ApiContext
 from .errors import drp_error, http_error, unexpected_error
 
@@ -31,6 +31,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     system.register(context)
     plugins.register(context)
     actions.register(context)
+    sealing.register(context)
 
     @app.before_request
     async def authenticate() -> None:
@@ -54,6 +55,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     app.register_blueprint(actions.bp)
     app.register_blueprint(contents.bp)
     app.register_blueprint(files.bp)
+    app.register_blueprint(queries.bp)
     app.register_blueprint(objects.bp)
     app.register_error_handler(DrpError, drp_error)
     app.register_error_handler(HTTPException, http_error)

@@ -8,7 +8,6 @@ and evented; read-only (content) objects are refused with 403.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
@@ -116,10 +115,11 @@ def show(kind: Kind, record: Record) -> dict[str, Any]:
 
 def resolve(kind: Kind, raw_key: str) -> Record:
     store = ctx().store
-    if raw_key.startswith("Name:") and kind.key_field != "Name":
-        record = store.find(kind.prefix, "Name", raw_key[5:])
-    else:
-        record = store.get(kind.prefix, raw_key)
+    record = store.get(kind.prefix, raw_key)
+    if record is None and ":" in raw_key:
+        from .queries import find_by_index  # Name:m1, Address:10.0.0.5, any index
+
+        record = find_by_index(store, kind, raw_key)
     if record is None:
         raise NotFound(f"{kind.prefix} {raw_key} not found", model=kind.prefix, key=raw_key)
     return record
@@ -205,39 +205,12 @@ async def collection(prefix: str) -> Response:
     if request.method == "POST":
         return await create(kind)
     await read_body()
-    records = ctx().store.list(prefix)
-    args = request.args
-    offset = _int_arg("offset", 0)
-    limit = _int_arg("limit", None)
-    filters = {k: v for k, v in args.items()
-               if k not in ("offset", "limit", "decode", "wait", "token")}
-    items = [show(kind, r) for r in records]
-    known = getattr(kind.model, "__struct_fields__", None)  # None: any field (StoreObjects)
-    for field_name, wanted in filters.items():
-        if known is not None and field_name not in known:
-            raise BadRequest(f"{prefix} has no field {field_name!r} to filter on", model=prefix)
-        items = [item for item in items if _matches(item.get(field_name), wanted)]
-    items = items[offset:] if limit is None else items[offset : offset + limit]
-    return json_response(items)
+    from .queries import list_headers, run_list
 
-
-def _int_arg(name: str, default: int | None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, not {raw!r}") from None
-    if value < 0:
-        raise BadRequest(f"{name} must not be negative")
-    return value
-
-
-def _matches(value: Any, wanted: str) -> bool:
-    if isinstance(value, str):
-        return value == wanted
-    return json.dumps(value) == wanted or str(value).lower() == wanted.lower()
+    result = run_list(kind, ctx().store.list(prefix), show, request.args)
+    response = json_response(result.items)
+    response.headers.update(list_headers(result))
+    return response
 
 
 async def create(kind: Kind) -> Response:
