@@ -66,10 +66,19 @@ class SecureParams:
         self.store = store
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-        from nacl.public import PrivateKey
 
-        seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_BOX_INFO).derive(key)
-        self._box_key = PrivateKey(seed)
+        self._box_seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                              info=_BOX_INFO).derive(key)
+        self._box: Any = None
+
+    @property
+    def _box_key(self) -> Any:
+        """PyNaCl is loaded on first use: only client-sealed values need it."""
+        if self._box is None:
+            from nacl.public import PrivateKey
+
+            self._box = PrivateKey(self._box_seed)
+        return self._box
 
     @property
     def public_key(self) -> bytes:
