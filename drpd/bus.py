@@ -4,15 +4,16 @@ Every event source (the store's change hook, ``POST /events``, providers'
 ``publish``, plugin lifecycle) ends in :meth:`EventBus.publish`, in Seq
 order: the store hands out Seqs and calls ``publish`` under its write lock.
 
-``publish`` never blocks and never awaits. Each consumer owns a bounded
-queue (:class:`Subscription`); a consumer that falls behind has the events
+``publish`` never blocks and never awaits. Each consumer owns a queue
+(:class:`Subscription`) bounded in events and in bytes (an event's bytes are
+its JSON, encoded once at publish and shared by every holder); a consumer that falls behind has the events
 that do not fit dropped *at the tail* and, at the place of the gap, finds an
 ``overflow`` :class:`Notice` saying how many it missed, while every other
 consumer is unaffected. Dropping at the tail keeps what a consumer did get
 contiguous, so a resuming client (``since=``) can fill the gap from the ring.
 
-A ring buffer keeps the last ``retain`` events for consumers that resume
-from a Seq. ``floor`` is the highest Seq the ring can no longer answer for:
+A ring buffer keeps the last ``retain`` events, and at most ``retain_bytes``
+of them (counted as their JSON), for consumers that resume from a Seq. ``floor`` is the highest Seq the ring can no longer answer for:
 the Seq of the last evicted event, or the store's Seq when drpd started
 (events of an earlier run are gone, and Seqs of that run may have been
 reserved but never used, so drpd cannot tell whether a client saw them all).
@@ -66,6 +67,11 @@ class Entry:
         self._text: str | None = None
 
     @property
+    def size(self) -> int:
+        """Bytes this event counts against the ring's and the queues' byte bounds."""
+        return len(self.json())
+
+    @property
     def seq(self) -> int:
         return self.event.Seq
 
@@ -112,8 +118,9 @@ Item = Entry | Notice
 class Subscription:
     """One consumer's bounded queue of events and notices, in delivery order.
 
-    At most ``maxlen`` *live* events wait; a live event that finds the queue
-    full is dropped and counted (``missed``), and an ``overflow`` notice is
+    At most ``maxlen`` *live* events, and at most ``max_bytes`` of them, wait
+    (one event always fits an empty queue, however big); a live event that
+    finds the queue full is dropped and counted (``missed``), and an ``overflow`` notice is
     queued at that place once there is room again or the queue runs dry.
     Items added with :meth:`push` (acknowledgements, replays) do not count
     against ``maxlen``: whoever pushes them bounds them.
@@ -124,11 +131,16 @@ class Subscription:
     reads a subscription.
     """
 
-    def __init__(self, bus: EventBus, maxlen: int, accept: Filter | None) -> None:
+    def __init__(self, bus: EventBus, maxlen: int, accept: Filter | None,
+                 max_bytes: int | None = None) -> None:
         self._bus = bus
         self._items: deque[tuple[Item, bool]] = deque()
         self._live = 0
+        self._live_bytes = 0
+        #: bytes of every queued event, live or pushed (replays)
+        self.queued_bytes = 0
         self.maxlen = maxlen
+        self.max_bytes = max_bytes if max_bytes is not None else bus.queue_bytes
         self._accept = accept
         self._wakeup = trio.Event()
         #: dropped events not yet reported by an overflow notice
@@ -141,7 +153,8 @@ class Subscription:
     def _offer(self, entry: Entry) -> None:
         if self._accept is not None and not self._accept(entry.event):
             return
-        if self._live >= self.maxlen:
+        size = entry.size
+        if self._live >= self.maxlen or (self._live and self._live_bytes + size > self.max_bytes):
             self.missed += 1
             self.total_missed += 1
             self._bus.dropped += 1
@@ -149,6 +162,8 @@ class Subscription:
         self._flush_missed()
         self._items.append((entry, True))
         self._live += 1
+        self._live_bytes += size
+        self.queued_bytes += size
         self._wakeup.set()
 
     def _flush_missed(self) -> None:
@@ -162,6 +177,8 @@ class Subscription:
         """Queue an item outside the live bound (after any pending overflow notice)."""
         self._flush_missed()
         self._items.append((item, False))
+        if type(item) is Entry:
+            self.queued_bytes += item.size
         self._wakeup.set()
 
     def drop(self, count: int) -> None:
@@ -186,9 +203,12 @@ class Subscription:
             if not self._items:
                 return None
         item, live = self._items.popleft()
-        if live:
-            self._live -= 1
         if type(item) is Entry:
+            size = item.size
+            self.queued_bytes -= size
+            if live:
+                self._live -= 1
+                self._live_bytes -= size
             self._bus.delivered += 1
         return item
 
@@ -252,14 +272,19 @@ class Feed(Subscription):
     #: deregistered patterns remembered for de-duplication, at most
     MAX_HISTORY = 1000
 
-    def __init__(self, bus: EventBus, maxlen: int, since: int | None) -> None:
-        super().__init__(bus, maxlen, self._wanted)
+    def __init__(self, bus: EventBus, maxlen: int, since: int | None,
+                 max_bytes: int | None = None, max_patterns: int | None = None) -> None:
+        super().__init__(bus, maxlen, self._wanted, max_bytes)
         self.since = since
         self.patterns: dict[str, Pattern] = {}
         #: deregistered patterns and the last Seq each covered (``since`` feeds only)
         self._history: deque[tuple[Pattern, int]] = deque(maxlen=self.MAX_HISTORY)
-        #: queued items beyond which a replay is truncated (and counted missed)
+        #: queued items (and event bytes) beyond which a replay is truncated
+        #: (and counted missed)
         self.backlog_limit = maxlen + bus.retain
+        self.backlog_bytes = self.max_bytes + bus.retain_bytes
+        #: patterns one connection may hold at once (each costs every publish)
+        self.max_patterns = max_patterns if max_patterns is not None else bus.max_patterns
 
     def _wanted(self, event: Event) -> bool:
         for pattern in self.patterns.values():
@@ -273,13 +298,18 @@ class Feed(Subscription):
             return True
         return any(end >= entry.seq and p.matches_event(event) for p, end in self._history)
 
-    def register(self, pattern: Pattern) -> None:
+    def register(self, pattern: Pattern) -> bool:
+        """Add ``pattern``; False (and nothing changed) when the connection
+        already holds ``max_patterns`` others."""
         bus = self._bus
+        if pattern.text not in self.patterns and len(self.patterns) >= self.max_patterns:
+            return False
         if pattern.text not in self.patterns:
             if self.since is not None:
                 self._replay(pattern)
             self.patterns[pattern.text] = pattern
         self.push(Notice(Action="register", Key=pattern.text, Object={"Last": bus.last_seq}))
+        return True
 
     def deregister(self, pattern: Pattern) -> None:
         bus = self._bus
@@ -303,23 +333,38 @@ class Feed(Subscription):
         replay = [e for e in bus.retained_after(since)
                   if pattern.matches_event(e.event) and not self._covered(e)]
         room = max(0, self.backlog_limit - len(self))
+        budget = self.backlog_bytes - self.queued_bytes
+        for i, entry in enumerate(replay[:room]):
+            budget -= entry.size
+            if budget < 0:
+                room = i
+                break
         if len(replay) > room:
             # the overflow notice lands after what was kept (at the next push)
             self.drop(len(replay) - room)
             replay = replay[:room]
         self._items.extend((entry, False) for entry in replay)
+        self.queued_bytes += sum(entry.size for entry in replay)
         if replay:
             self._wakeup.set()
 
 
 class EventBus:
-    """Fans events out to subscriptions; keeps the last ``retain`` of them."""
+    """Fans events out to subscriptions; keeps the last ``retain`` of them,
+    at most ``retain_bytes`` of JSON (the newest one always)."""
 
-    def __init__(self, *, retain: int = 10_000, queue_size: int = 1_000) -> None:
+    def __init__(self, *, retain: int = 10_000, queue_size: int = 1_000,
+                 retain_bytes: int = 64 << 20, queue_bytes: int = 16 << 20,
+                 max_patterns: int = 1_000) -> None:
         self.retain = retain
-        self._ring: deque[Entry] = deque(maxlen=retain)
+        self.retain_bytes = retain_bytes
+        self._ring: deque[Entry] = deque()
+        #: JSON bytes of the events in the ring
+        self.ring_bytes = 0
         self._subs: set[Subscription] = set()
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.max_patterns = max_patterns
         #: counters (exported by drpd.metrics): events published, events taken
         #: from a queue by their consumer, events dropped from full queues
         self.published = 0
@@ -342,9 +387,12 @@ class EventBus:
         """Hand ``event`` to every subscription; never blocks (store's change hook)."""
         entry = Entry(event)
         ring = self._ring
-        if len(ring) == ring.maxlen and ring:
-            self.floor = ring[0].seq
         ring.append(entry)
+        self.ring_bytes += entry.size
+        while len(ring) > 1 and (len(ring) > self.retain or self.ring_bytes > self.retain_bytes):
+            evicted = ring.popleft()
+            self.ring_bytes -= evicted.size
+            self.floor = evicted.seq
         if event.Seq > self.last_seq:
             self.last_seq = event.Seq
         self.published += 1

@@ -55,7 +55,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     shutdown_timeout: float = 20.0
     action_concurrency: int = 128
     event_queue: int = 1_000
+    #: bytes (of event JSON) queued per consumer before it misses events
+    event_queue_bytes: int = 16 * 1024 * 1024
     event_retain: int = 10_000
+    #: bytes (of event JSON) the replay ring keeps at most
+    event_retain_bytes: int = 64 * 1024 * 1024
+    #: largest event from POST /events or a provider's publish, bytes (413 above)
+    max_event_size: int = 1024 * 1024
+    #: patterns one websocket connection may have registered at once
+    max_ws_patterns: int = 1_000
+    #: largest ``define`` answer a provider may print, bytes (422 above)
+    max_define_output: int = 16 * 1024 * 1024
+    #: largest tree a provider's ``unpack`` may write, bytes (not installed above)
+    max_unpack_size: int = 512 * 1024 * 1024
     #: port of an unauthenticated listener serving only GET /metrics on
     #: ``bind``; -1 (the default) is off, 0 picks a free port
     metrics_port: int = -1
@@ -73,7 +85,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if not -1 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port must be -1 (off) or 0..65535, not {self.metrics_port}")
         for name in ("max_body_size", "max_upload_size", "max_file_size", "action_concurrency",
-                     "event_queue", "event_retain", "token_ttl"):
+                     "event_queue", "event_retain", "token_ttl", "event_queue_bytes",
+                     "event_retain_bytes", "max_event_size", "max_ws_patterns",
+                     "max_define_output", "max_unpack_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("body_timeout", "define_timeout", "ready_timeout", "config_timeout",

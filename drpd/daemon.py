@@ -38,6 +38,7 @@ from .config import FIELDS, RESTART_ONLY, ConfigError, Settings, load_settings
 from .logs import set_level, setup_logging
 from .notify import Notifier, watchdog, watchdog_interval
 from .store import SQLiteStore
+from .sweep import sweep_temporaries
 
 log = logging.getLogger("drpd")
 
@@ -136,7 +137,10 @@ class Daemon:
     def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.state = prepare_state_dir(settings)
-        self.bus = EventBus(retain=settings.event_retain, queue_size=settings.event_queue)
+        self.bus = EventBus(retain=settings.event_retain, queue_size=settings.event_queue,
+                            retain_bytes=settings.event_retain_bytes,
+                            queue_bytes=settings.event_queue_bytes,
+                            max_patterns=settings.max_ws_patterns)
         self.store = SQLiteStore(self.state.db, on_change=self.bus.publish)
         self.notifier = notifier or Notifier(None)
         self.metrics = metrics.Metrics()
@@ -187,6 +191,9 @@ class Daemon:
         settings = self.settings
         with ExitStack() as stack:
             lock_state_dir(self.state, stack)
+            # under the lock: no other drpd writes these
+            await trio.to_thread.run_sync(sweep_temporaries, self.state.root, self.state.files,
+                                          settings.plugin_path)
             try:
                 await self.store.open()
             except Exception as exc:
@@ -382,6 +389,9 @@ class Daemon:
             applied.append(f"{name} {before!r} -> {after!r}")
         set_level(current.log_level)
         self.bus.queue_size = current.event_queue
+        self.bus.queue_bytes = current.event_queue_bytes
+        self.bus.retain_bytes = current.event_retain_bytes
+        self.bus.max_patterns = current.max_ws_patterns
         if self.app is not None:
             self.app.config["BODY_TIMEOUT"] = current.body_timeout
         log.info("configuration reloaded: %s", "; ".join(applied) or "nothing to change")

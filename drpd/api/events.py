@@ -20,7 +20,7 @@ import trio
 from quart import Blueprint, Response, websocket
 
 from ..bus import Feed, Notice
-from ..models import BadRequest, Error, Event, decode_as
+from ..models import BadRequest, Error, Event, PayloadTooLarge, decode_as
 from ..patterns import PatternError, parse_command
 from .objects import ctx, json_response, principal, read_body
 
@@ -36,7 +36,12 @@ GOING_AWAY = 1001
 
 @bp.route("/api/v3/events", methods=["POST"])
 async def post_event() -> Response:
-    event = decode_as(Event, await read_body(), what="events")
+    body = await read_body()
+    limit = ctx().settings.max_event_size
+    if len(body) > limit:
+        raise PayloadTooLarge(f"an event of {len(body)} bytes is over max_event_size ({limit})",
+                              model="events")
+    event = decode_as(Event, body, what="events")
     if not event.Type or not event.Action:
         raise BadRequest("an event needs Type and Action", model="events")
     if event.Type == RESERVED_TYPE:
@@ -95,7 +100,7 @@ async def _receive_loop(feed: Feed) -> None:
     handler) or stops reading what it asked for (closed with 1008)."""
     while True:
         frame = await websocket.receive()
-        if len(feed) > 2 * feed.backlog_limit:
+        if len(feed) > 2 * feed.backlog_limit or feed.queued_bytes > 2 * feed.backlog_bytes:
             await websocket.close(POLICY_VIOLATION, "too many unread frames")
             return
         if isinstance(frame, bytes):
@@ -108,13 +113,16 @@ async def _receive_loop(feed: Feed) -> None:
             feed.push(_error(frame, str(exc)))
             continue
         if command.verb == "register":
-            feed.register(command.pattern)
+            if not feed.register(command.pattern):
+                feed.push(_error(frame, f"this connection holds {feed.max_patterns} patterns, "
+                                        "the most it may (max_ws_patterns): deregister one "
+                                        "first", code=422))
         else:
             feed.deregister(command.pattern)
 
 
-def _error(frame: str, message: str) -> Notice:
+def _error(frame: str, message: str, code: int = 400) -> Notice:
     key = frame.strip()[:200]
     return Notice(Action="error", Key=key,
                   Object=Error(Model="websocket", Key=key, Type="WEBSOCKET_ERROR",
-                               Messages=[message], Code=400))
+                               Messages=[message], Code=code))

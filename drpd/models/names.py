@@ -22,12 +22,26 @@ def is_valid_param_name(name: str) -> bool:
     return all(is_valid_name(s) for s in segments)
 
 
+#: first path segments of drpd's fixed routes under ``/api/v3/`` that are
+#: not object prefixes: a provider's StoreObjects may not take one, or the
+#: generic object routes would answer beside (or instead of) the fixed one.
+#: tests/test_names.py checks that every fixed route of the app is here or
+#: in KINDS.
+FIXED_ROUTES = frozenset({
+    "healthz", "info", "events", "files", "ws", "system", "metrics", "openapi.json",
+    "api-plugin", "api-server-plugin", "api-plugin-server",
+})
+
+
+def is_fixed_route(prefix: str) -> bool:
+    return prefix.lower() in FIXED_ROUTES
+
+
 def is_valid_provider_name(name: str) -> bool:
-    return (
-        len(name) <= MAX_NAME
-        and _PROVIDER_NAME.fullmatch(name) is not None
-        and name not in (".", "..")
-    )
+    """A provider's name is its file name in the plugin directory and a
+    record's key: the name rules of every other object (no leading ``.``,
+    which is drpd's own temporaries, nor ``-``)."""
+    return is_valid_name(name) and _PROVIDER_NAME.fullmatch(name) is not None
 
 
 def check_name(name: str, *, model: str, param: bool = False) -> None:

@@ -27,8 +27,9 @@ from ..auth import Authenticator
 from ..bus import EventBus
 from ..config import Settings
 from ..content import ContentService
-from ..models import AvailableAction, Event, Plugin, PluginProvider, PluginRuntime
+from ..models import KINDS, AvailableAction, Event, Plugin, PluginProvider, PluginRuntime
 from ..models.extended import ExtendedKind, extended_kind
+from ..models.names import is_fixed_route, is_valid_name
 from ..params import MISSING, ParamChecker
 from ..secure import SecureParams
 from ..store import Record, Store, public_view
@@ -96,6 +97,7 @@ class PluginManager:
         try:
             for record in self.store.list("plugin_providers"):
                 self.providers[record.obj.Name] = record.obj
+            await self.registry.recover()
             await self.registry.scan()
             self.sync_object_types()
             async with trio.open_nursery() as nursery:
@@ -355,6 +357,11 @@ class PluginManager:
         declared: dict[str, tuple[str, Any]] = {}
         for provider in sorted(self.providers.values(), key=lambda p: p.Name):
             for prefix, schema in (provider.StoreObjects or {}).items():
+                if prefix in KINDS or is_fixed_route(prefix) or not is_valid_name(prefix):
+                    # a record stored by an older drpd: never served
+                    log.error("provider %s: StoreObjects %r is not allowed; ignored",
+                              provider.Name, prefix)
+                    continue
                 if prefix in declared:
                     log.error("provider %s: StoreObjects %s is already declared by %s",
                               provider.Name, prefix, declared[prefix][0])
@@ -365,7 +372,11 @@ class PluginManager:
             if (isinstance(current, ExtendedKind) and current.writable
                     and current.provider == owner and current.schema == schema):
                 continue
-            store.add_kind(extended_kind(prefix, schema, provider=owner))
+            try:
+                store.add_kind(extended_kind(prefix, schema, provider=owner))
+            except Exception as exc:  # a schema stored by an older drpd
+                log.error("provider %s: StoreObjects %s has a bad schema; ignored: %s",
+                          owner, prefix, exc)
         for prefix, kind in list(store.kinds.items()):
             if isinstance(kind, ExtendedKind) and prefix not in declared and kind.writable:
                 store.add_kind(extended_kind(prefix, kind.schema, provider=kind.provider,

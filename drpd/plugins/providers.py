@@ -9,6 +9,14 @@ the record. A bad file changes nothing that was installed.
 
 Files whose name starts with ``.`` are drpd's own temporary uploads and are
 never treated as providers.
+
+Installing is one recoverable step. Before it changes anything (the rename
+into the plugin directory, the record, the bundle, the unpacked files) it
+writes a marker, ``<state>/installing/<Name>``, and removes it only once
+``unpack`` succeeded. A crash (or an unpack that failed) leaves the marker:
+at the next start (``recover``) the install is run again from the file in
+the plugin directory, or forgotten when that file never arrived; a re-upload
+of the same bytes runs it again too, where it would otherwise change nothing.
 """
 
 from __future__ import annotations
@@ -65,6 +73,61 @@ class ProviderRegistry:
     def _lock(self, name: str) -> trio.Lock:
         return self._locks.setdefault(name, trio.Lock())
 
+    # -- install markers -------------------------------------------------------
+    @property
+    def _markers(self) -> Path:
+        return self.manager.state_root / "installing"
+
+    async def _mark(self, name: str) -> None:
+        def write() -> None:
+            self._markers.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(self._markers / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            dir_fd = os.open(self._markers, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+        await trio.to_thread.run_sync(write)
+
+    async def _unmark(self, name: str) -> None:
+        await trio.to_thread.run_sync(lambda: (self._markers / name).unlink(missing_ok=True))
+
+    async def _marked(self, name: str) -> bool:
+        return await trio.to_thread.run_sync((self._markers / name).exists)
+
+    async def recover(self) -> None:
+        """At start: finish each install a crash cut short, or forget it.
+
+        Call before the first ``scan``. A marked provider whose file is in
+        the plugin directory is installed again from it (define, record,
+        bundle, unpack); one whose file never got there is forgotten.
+        """
+        def pending() -> list[str]:
+            try:
+                return sorted(os.listdir(self._markers))
+            except FileNotFoundError:
+                return []
+
+        for name in await trio.to_thread.run_sync(pending):
+            path = self.directory / name
+            if not is_valid_provider_name(name) or not path.is_file():
+                log.warning("provider %s: its install was cut short before the file was in "
+                            "place; rolled back", name)
+                if is_valid_provider_name(name) and self.manager.providers.get(name):
+                    await self._forget(name)
+                await self._unmark(name)
+                continue
+            log.warning("provider %s: its install was cut short; finishing it", name)
+            try:
+                await self.install(path, expected=name, in_place=True)
+            except (DefineError, DrpError) as exc:
+                log.error("provider %s: cannot finish its install: %s", name, exc)
+
     # -- start-up and watching ------------------------------------------------
     async def scan(self) -> None:
         """Make the records match the directory (at start, and on each poll)."""
@@ -103,12 +166,13 @@ class ProviderRegistry:
         if in_place:
             size, sha = await trio.to_thread.run_sync(file_digest, source)
             known = manager.providers.get(source.name)
-            if known is not None and known.Sha256 == sha:
+            if known is not None and known.Sha256 == sha and not await self._marked(source.name):
                 return known  # the same bytes again change nothing
         await trio.to_thread.run_sync(os.chmod, source, 0o755)
         shown = label or source.name
         provider = await define(source, env=manager.provider_env(None),
-                                limit=manager.settings.define_timeout, label=shown)
+                                limit=manager.settings.define_timeout, label=shown,
+                                max_output=manager.settings.max_define_output)
         if expected is not None and provider.Name != expected:
             raise DefineError(f"{shown} defines provider {provider.Name!r}, not {expected!r}")
         size, sha = await trio.to_thread.run_sync(file_digest, source)
@@ -117,18 +181,20 @@ class ProviderRegistry:
         if bundle is not None:
             manager.content.check(bundle)  # a clash refuses the provider, changing nothing
         async with self._lock(provider.Name):
+            old = manager.providers.get(provider.Name)
+            if old is not None and old.Sha256 == sha and not await self._marked(provider.Name):
+                return old  # the same bytes again change nothing
+            await self._mark(provider.Name)
             if not in_place:
                 await trio.to_thread.run_sync(os.replace, source, self.directory / provider.Name)
                 fingerprints = await trio.to_thread.run_sync(_fingerprints, self.directory)
                 if provider.Name in fingerprints:
                     self._seen[provider.Name] = fingerprints[provider.Name]
-            old = manager.providers.get(provider.Name)
-            if old is not None and old.Sha256 == sha:
-                return old
             await self._store(provider)
             manager.providers[provider.Name] = provider
             await self._install_bundle(provider.Name, bundle)
-            await self._unpack(provider.Name)
+            if await self._unpack(provider.Name):
+                await self._unmark(provider.Name)
             log.info("provider %s %s installed (%d bytes, sha256 %s)", provider.Name,
                      provider.Version, size, sha[:12])
             await manager.provider_changed(provider.Name, replaced=old is not None,
@@ -159,9 +225,11 @@ class ProviderRegistry:
             await store.modify("plugin_providers", provider.Name, lambda old: provider,
                                principal="drpd")
 
-    async def _unpack(self, name: str) -> None:
+    async def _unpack(self, name: str) -> bool:
+        """Run ``unpack`` into a staging directory and swap it in; False when it failed."""
         manager = self.manager
         target = manager.files_dir / "plugin_providers" / name
+        limit = manager.settings.max_unpack_size
         staging = Path(await trio.to_thread.run_sync(
             lambda: tempfile.mkdtemp(prefix=f".unpack-{name}-", dir=manager.files_dir)))
         try:
@@ -171,7 +239,12 @@ class ProviderRegistry:
             if result.returncode != 0:
                 log.warning("provider %s: unpack exited %d: %s", name, result.returncode,
                             result.stderr.decode(errors="replace").strip()[-300:])
-                return
+                return False
+            unpacked = await trio.to_thread.run_sync(_tree_size, staging)
+            if unpacked > limit:
+                log.warning("provider %s: unpack wrote %d bytes, over max_unpack_size (%d); "
+                            "not installed", name, unpacked, limit)
+                return False
 
             def swap() -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -185,8 +258,10 @@ class ProviderRegistry:
                     shutil.rmtree(target, ignore_errors=True)
 
             await trio.to_thread.run_sync(swap)
+            return True
         except (trio.TooSlowError, OSError) as exc:
             log.warning("provider %s: unpack failed: %s", name, exc)
+            return False
         finally:
             await trio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
 
@@ -233,9 +308,22 @@ class ProviderRegistry:
             await manager.content.remove(name, principal=f"plugin_provider:{name}")
         unpacked = manager.files_dir / "plugin_providers" / name
         await trio.to_thread.run_sync(lambda: shutil.rmtree(unpacked, ignore_errors=True))
+        await self._unmark(name)
         await manager.provider_changed(name, replaced=False, wait=wait)
         assert provider is not None
         return provider
+
+
+def _tree_size(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (symlinks not followed)."""
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def provider_json(provider: PluginProvider) -> bytes:

@@ -16,7 +16,7 @@ Delivery rules:
 - a provider that does not want events (no ``HasPublish``, or
   ``IgnoreEvents``) queues nothing;
 - a slow or stuck provider only fills its own queue: the bus drops what
-  does not fit (``event_queue`` events) and the publisher records how many
+  does not fit (``event_queue`` events, ``event_queue_bytes`` bytes) and the publisher records how many
   were missed in the instance's ``PluginErrors``; an event not answered
   within ``action_timeout`` is skipped and recorded likewise;
 - a non-2xx answer is the provider's business: logged, not retried.
@@ -83,7 +83,8 @@ class Publisher:
             if isinstance(item, Notice):
                 missed = (item.Object or {}).get("Missed", 0)
                 self.sup._record(
-                    f"missed {missed} event(s): more than {sub.maxlen} waited for delivery"
+                    f"missed {missed} event(s): more than {sub.maxlen} (or {sub.max_bytes} "
+                    "bytes of them) waited for delivery"
                 )
                 sub.pop_nowait()
                 continue

@@ -35,6 +35,10 @@ class ServerApi:
         if path is None:
             return _error(404, f"no such path {target}")
         if path == wire.SERVER_PUBLISH and method == "POST":
+            limit = self.manager.settings.max_event_size
+            if len(body) > limit:
+                return _error(413, f"an event of {len(body)} bytes is over max_event_size "
+                                   f"({limit})")
             try:
                 event = msgspec.json.decode(body, type=Event)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
