@@ -475,7 +475,8 @@ async def test_publisher_forwards_in_order_keeps_events_across_failures_and_coun
     with trio.move_on_after(10):  # autojump: the retries' back-off takes no real time
         await publisher.forward(client)  # type: ignore[arg-type]
     assert client.seqs == [1, 2, 3, 4, 5]  # the first one survived two failed attempts
-    assert sup.recorded == ["missed 3 event(s): more than 5 (or 16777216 bytes of them) waited for delivery"]
+    assert sup.recorded == [
+        "missed 3 event(s): more than 5 (or 16777216 bytes of them) waited for delivery"]
     # the instance stops being available: forwarding ends, the rest stays queued
     bus.publish(ev(9))
     sup.available = False
