@@ -34,6 +34,7 @@ Which paths are refused, and how:
 * 409 -- the path's kind is in the way: storing a file where a directory
   is (or under a file), deleting a directory that is not empty.
 * 413 -- the body is larger than ``max_file_size``.
+* 507 -- the disk of the state directory is full (nothing was stored).
 * 422 -- a file path ending in ``/`` (POST), a name the filesystem refuses.
 """
 
@@ -63,6 +64,7 @@ from ..models import (
     Unavailable,
     Unprocessable,
 )
+from ..storage import insufficient_storage, is_no_space
 from .errors import error_response
 from .objects import ctx, iter_body, json_response, read_body
 
@@ -165,6 +167,9 @@ def _fs_error(exc: OSError, fp: FilePath) -> Exception:
                         model="files", key=fp.text)
     if isinstance(exc, IsADirectoryError):
         return Conflict(f"files/{fp.text} is a directory", model="files", key=fp.text)
+    if is_no_space(exc):
+        return insufficient_storage(_real_root().parent, f"files/{fp.text}", model="files",
+                                    key=fp.text)
     return Unprocessable(f"files/{fp.text}: {exc.strerror or exc}", model="files", key=fp.text)
 
 

@@ -8,6 +8,7 @@ from .errors import (
     Error,
     Forbidden,
     GatewayTimeout,
+    InsufficientStorage,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -41,7 +42,8 @@ from .objects import (
 
 __all__ = [
     "KINDS", "Action", "AvailableAction", "BadGateway", "BadRequest", "BootEnv", "Conflict", "Content",
-    "ContentMeta", "DrpError", "Error", "Event", "Forbidden", "GatewayTimeout", "Info", "Kind",
+    "ContentMeta", "DrpError", "Error", "Event", "Forbidden", "GatewayTimeout", "Info",
+    "InsufficientStorage", "Kind",
     "Machine", "MethodNotAllowed", "NotFound", "Param", "PayloadTooLarge", "Plugin",
     "PluginProvider", "PluginRuntime", "PreconditionFailed", "Profile", "RequestTimeout", "Stage", "Task",
     "Template", "TokenResponse", "Unauthorized", "Unavailable", "Unprocessable", "User",

@@ -106,3 +106,8 @@ class Unavailable(DrpError):
 
 class GatewayTimeout(DrpError):
     code = 504
+
+
+class InsufficientStorage(DrpError):
+    code = 507
+    type = "STORAGE_ERROR"

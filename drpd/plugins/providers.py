@@ -36,6 +36,7 @@ import trio
 from ..content import parse_bundle
 from ..models import BadRequest, Content, DrpError, NotFound, PluginProvider, Unprocessable
 from ..models.names import is_valid_provider_name
+from ..storage import insufficient_storage, is_no_space
 from .define import DefineError, define, file_digest, run_verb
 
 if TYPE_CHECKING:
@@ -184,7 +185,10 @@ class ProviderRegistry:
             old = manager.providers.get(provider.Name)
             if old is not None and old.Sha256 == sha and not await self._marked(provider.Name):
                 return old  # the same bytes again change nothing
-            await self._mark(provider.Name)
+            try:
+                await self._mark(provider.Name)
+            except OSError as exc:
+                raise self._storage_error(exc, provider.Name) from None
             if not in_place:
                 await trio.to_thread.run_sync(os.replace, source, self.directory / provider.Name)
                 fingerprints = await trio.to_thread.run_sync(_fingerprints, self.directory)
@@ -269,8 +273,11 @@ class ProviderRegistry:
         """Stream an uploaded executable to a temporary file, then ``install`` it."""
         if not is_valid_provider_name(name):
             raise Unprocessable(f"invalid provider name {name!r}", model="plugin_providers")
-        fd, tmp = await trio.to_thread.run_sync(
-            lambda: tempfile.mkstemp(prefix=".upload-", dir=self.directory))
+        try:
+            fd, tmp = await trio.to_thread.run_sync(
+                lambda: tempfile.mkstemp(prefix=".upload-", dir=self.directory))
+        except OSError as exc:
+            raise self._storage_error(exc, name) from None
         path = Path(tmp)
         try:
             async with trio.wrap_file(os.fdopen(fd, "wb")) as f:
@@ -284,8 +291,16 @@ class ProviderRegistry:
                 raise Unprocessable(str(exc), model="plugin_providers", key=name) from None
             except BadRequest as exc:  # its Content is not a valid bundle
                 raise Unprocessable(str(exc), model="plugin_providers", key=name) from None
+        except OSError as exc:
+            raise self._storage_error(exc, name) from None
         finally:
             await trio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+    def _storage_error(self, exc: OSError, name: str) -> Exception:
+        if is_no_space(exc):
+            return insufficient_storage(self.directory, f"provider {name}",
+                                        model="plugin_providers", key=name)
+        return exc
 
     async def remove(self, name: str) -> PluginProvider:
         if self.manager.providers.get(name) is None:

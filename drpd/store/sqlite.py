@@ -24,6 +24,7 @@ import msgspec
 import trio
 
 from ..models import KINDS, Conflict, Event, Kind, NotFound, PreconditionFailed
+from ..storage import insufficient_storage, is_no_space
 from . import ChangeHook, Mutator
 from .records import Record, public_view
 
@@ -48,6 +49,20 @@ SEQ_BLOCK = 10_000
 
 class StoreVersionError(RuntimeError):
     pass
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is left of a failed transaction.
+
+    SQLite rolls back by itself on some errors (``SQLITE_FULL``, I/O
+    errors); a ROLLBACK then fails with "no transaction is active" and
+    would hide the real cause, so it is issued only while one is active.
+    """
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 @dataclass(slots=True)
@@ -110,7 +125,7 @@ class SQLiteStore:
                     conn.execute(f"PRAGMA user_version={target + 1}")
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
             meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
             self._seq = max(int(meta.get("seq", 0)), int(meta.get("seq_reserved", 0)))
@@ -227,7 +242,10 @@ class SQLiteStore:
             if self._seq + 1 > self._reserved:
                 reserved = self._seq + SEQ_BLOCK
                 with trio.CancelScope(shield=True):
-                    await self._run(self._set_meta_sync, "seq_reserved", str(reserved))
+                    try:
+                        await self._run(self._set_meta_sync, "seq_reserved", str(reserved))
+                    except sqlite3.Error as exc:
+                        raise self._write_error(exc, [], what="an event") from None
                 self._reserved = reserved
             self._seq += 1
             event.Seq = self._seq
@@ -235,6 +253,20 @@ class SQLiteStore:
                 event.Time = now_rfc3339()
             self.on_change(event)
             return event
+
+    def _write_error(self, exc: sqlite3.Error, changes: list[_Change],
+                     what: str | None = None) -> Exception:
+        """A failed write as the API error it is: 507 for a full disk.
+
+        SQLite has rolled the transaction back already (``_rollback``), so
+        memory and disk still agree; the next write may succeed.
+        """
+        first = changes[0] if changes else None
+        model, key = (first.prefix, first.key) if first else ("", "")
+        what = what or (f"{model} {key}" if len(changes) == 1 else f"{len(changes)} objects")
+        if is_no_space(exc, self.path.parent):
+            return insufficient_storage(self.path.parent, what, model=model, key=key)
+        return exc
 
     def _set_meta_sync(self, k: str, v: str) -> None:
         assert self._conn is not None
@@ -307,7 +339,10 @@ class SQLiteStore:
         # The commit and the memory update are one step: a cancelled caller
         # must not leave memory behind disk.
         with trio.CancelScope(shield=True):
-            await self._run(self._commit_sync, rows, last)
+            try:
+                await self._run(self._commit_sync, rows, last)
+            except sqlite3.Error as exc:
+                raise self._write_error(exc, changes) from None
         self._seq = max(self._seq, last)
         self._reserved = max(self._reserved, last)
         time = now_rfc3339()
@@ -365,7 +400,7 @@ class SQLiteStore:
             conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('seq', ?)", (str(seq),))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     # -- maintenance -------------------------------------------------------
