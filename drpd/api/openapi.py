@@ -181,6 +181,8 @@ def build(kinds: dict[str, Kind], version: str) -> dict[str, Any]:
                 "content": {"text/plain": {"schema": {"type": "string"}}}},
         **_errors(401)}}}
     paths["/info"] = {"get": _op("server information", _answer(_ref("Info")))}
+    paths["/indexes"] = {"get": _op("the indexes of every prefix (DRP's GET /indexes)",
+                                    _answer({"type": "object"}))}
     paths["/events"] = {"post": _op("publish an event", _answer(_ref("Event")), 400,
                                     body=_body(_ref("Event")))}
     paths["/healthz"] = {"get": {"summary": "health for load balancers", "security": [],
