@@ -64,6 +64,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_event_size: int = 1024 * 1024
     #: patterns one websocket connection may have registered at once
     max_ws_patterns: int = 1_000
+    #: provider output lines logged per instance per second (more are counted
+    #: and dropped), and the burst allowed above that rate
+    provider_log_rate: float = 100.0
+    provider_log_burst: int = 1_000
     #: largest ``define`` answer a provider may print, bytes (422 above)
     max_define_output: int = 16 * 1024 * 1024
     #: largest tree a provider's ``unpack`` may write, bytes (not installed above)
@@ -87,12 +91,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for name in ("max_body_size", "max_upload_size", "max_file_size", "action_concurrency",
                      "event_queue", "event_retain", "token_ttl", "event_queue_bytes",
                      "event_retain_bytes", "max_event_size", "max_ws_patterns",
-                     "max_define_output", "max_unpack_size"):
+                     "max_define_output", "max_unpack_size", "provider_log_burst"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("body_timeout", "define_timeout", "ready_timeout", "config_timeout",
                      "action_timeout", "stop_grace", "shutdown_timeout", "backoff_initial",
-                     "backoff_max", "plugin_dir_poll"):
+                     "backoff_max", "plugin_dir_poll", "provider_log_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 

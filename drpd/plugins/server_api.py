@@ -52,6 +52,8 @@ class ServerApi:
                 line = msgspec.json.decode(body, type=wire.LogLine)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 return _error(400, f"bad log line: {exc}")
+            if not sup.log_allowed():  # counted; accepted, so the provider goes on
+                return _ok()
             level = _LEVELS.get(str(line.Level).lower(), logging.INFO)
             sup.log_lines.append(f"{line.Time or ''} log: {line.Message}")
             logging.getLogger(f"drpd.plugin.{sup.name}").log(level, "%s", line.Message)

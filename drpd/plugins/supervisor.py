@@ -38,6 +38,7 @@ import trio
 from .. import wire
 from ..http11 import HTTPError, UnixHTTPClient, serve_unix
 from ..models import Error, Plugin, PluginProvider, PluginRuntime, Unavailable
+from .loglimit import THROTTLE, LineSplitter, LogLimiter
 from .processes import INSTANCE_VAR, kill_marked, signal_group
 from .publisher import Publisher
 
@@ -111,6 +112,8 @@ class Supervisor:
         self._changed = trio.Event()
         self._settled = trio.Event()
         self._stderr_tail: deque[str] = deque(maxlen=20)
+        self.log_limit = LogLimiter(manager.settings.provider_log_rate,
+                                    manager.settings.provider_log_burst)
         self.scope = trio.CancelScope()
         self.done = trio.Event()
         self.publisher = Publisher(self)
@@ -394,20 +397,14 @@ class Supervisor:
         run.exited.set()
 
     async def _lines(self, stream: Any) -> Any:
-        buffer = b""
-        while True:
-            chunk = await stream.receive_some(65536)
-            if not chunk:
-                if buffer:
-                    yield buffer.decode(errors="replace")
-                return
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                yield line[:MAX_LINE].decode(errors="replace").rstrip("\r")
-            if len(buffer) > MAX_LINE:
-                yield buffer[:MAX_LINE].decode(errors="replace")
-                buffer = b""
+        splitter = LineSplitter(MAX_LINE)
+        while chunk := await stream.receive_some(65536):
+            for line in splitter.feed(chunk):
+                yield line
+            if self.log_limit.flooding:
+                await trio.sleep(THROTTLE)
+        for line in splitter.close():
+            yield line
 
     async def _pump_stdout(self, run: _Run) -> None:
         async for line in self._lines(run.process.stdout):
@@ -423,8 +420,24 @@ class Supervisor:
             self._log_line("stderr", line)
 
     def _log_line(self, source: str, line: str) -> None:
+        if not self.log_allowed():
+            return
         self.log_lines.append(f"{now_rfc3339()} {source}: {line}")
         logging.getLogger(f"drpd.plugin.{self.name}").info("%s", line)
+
+    def log_allowed(self) -> bool:
+        """Whether one more line of this instance's output may be logged
+        (plugins/loglimit.py); says how many were dropped, periodically."""
+        limiter, settings = self.log_limit, self.manager.settings
+        limiter.bucket.rate = settings.provider_log_rate
+        limiter.bucket.burst = settings.provider_log_burst
+        dropped = limiter.report()
+        if dropped:
+            message = (f"{dropped} output line(s) of this instance dropped: over "
+                       f"provider_log_rate ({settings.provider_log_rate:g} lines/s)")
+            self.log_lines.append(f"{now_rfc3339()} drpd: {message}")
+            logging.getLogger(f"drpd.plugin.{self.name}").warning("%s", message)
+        return limiter.allow()
 
     async def _wait_ready(self, run: _Run) -> None:
         timeout = self.manager.settings.ready_timeout
