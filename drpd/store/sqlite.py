@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -45,6 +46,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 #: Seqs handed to events that are not store writes are reserved in blocks, so
 #: they keep increasing across restarts without a disk write per event.
 SEQ_BLOCK = 10_000
+
+
+log = logging.getLogger("drpd.store")
 
 
 class StoreVersionError(RuntimeError):
@@ -134,12 +138,24 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO meta (k, v) VALUES ('seq_reserved', ?)",
                 (str(self._reserved),),
             )
+            unreadable: list[str] = []
             for prefix, key, rev, data in conn.execute(
                 "SELECT prefix, key, rev, data FROM objects ORDER BY prefix, key"
             ):
                 kind = self.kinds.get(prefix)
-                obj = msgspec.json.decode(data, type=kind.model) if kind else msgspec.json.decode(data)
+                try:
+                    obj = (msgspec.json.decode(data, type=kind.model) if kind
+                           else msgspec.json.decode(data))
+                except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+                    # one bad row (a hand edit, another program) must not keep
+                    # drpd from starting: it is left on disk, not served, and
+                    # a later write of that key replaces it
+                    unreadable.append(f"{prefix}/{str(key)[:80]!r}: {exc}")
+                    continue
                 self._data.setdefault(prefix, {})[key] = Record(obj, rev)
+            if unreadable:
+                log.error("%s: %d stored object(s) cannot be read and are not served: %s",
+                          self.path, len(unreadable), "; ".join(unreadable[:10]))
             for prefix, bucket in self._data.items():
                 self._keys[prefix] = sorted(bucket)
                 for key, record in bucket.items():
