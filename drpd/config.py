@@ -30,6 +30,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     catalog_url: str = ""
     #: largest JSON request body, bytes
     max_body_size: int = 16 * 1024 * 1024
+    #: deepest nesting of a JSON (or YAML) body or stored object: arrays and
+    #: maps within each other; deeper is a 400 (422 when a patch builds it)
+    max_json_depth: int = 64
     #: largest provider upload, bytes
     max_upload_size: int = 512 * 1024 * 1024
     #: largest file stored in the file space through POST /files/<path>, bytes
@@ -91,7 +94,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for name in ("max_body_size", "max_upload_size", "max_file_size", "action_concurrency",
                      "event_queue", "event_retain", "token_ttl", "event_queue_bytes",
                      "event_retain_bytes", "max_event_size", "max_ws_patterns",
-                     "max_define_output", "max_unpack_size", "provider_log_burst"):
+                     "max_define_output", "max_unpack_size", "provider_log_burst",
+                     "max_json_depth"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("body_timeout", "define_timeout", "ready_timeout", "config_timeout",

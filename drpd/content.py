@@ -17,8 +17,11 @@ from typing import Any
 import msgspec
 import yaml
 
-from .models import KINDS, BadRequest, Conflict, Content, NotFound, Unprocessable
+from .models import KINDS, BadRequest, Conflict, Content, NotFound, PayloadTooLarge, Unprocessable
+from .models.depth import DEFAULT_MAX_DEPTH, too_deep
 from .models.names import check_name
+from .safe_yaml import YamlRefused, YamlTooLarge
+from .safe_yaml import load as load_yaml
 from .store import Record, Store
 
 #: sections whose objects a bundle installs; any other section is kept in
@@ -27,16 +30,33 @@ OBJECT_SECTIONS = ("params", "profiles", "tasks", "stages", "bootenvs", "templat
 BUNDLE_META = "Bundle"
 
 
-def parse_bundle(text: str | bytes, *, what: str) -> Content:
-    """A bundle from JSON or YAML text; a clear 400 when it is not one."""
+#: largest expansion of a bundle's YAML when no limit is given (the default body limit)
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+
+
+def parse_bundle(text: str | bytes, *, what: str, max_size: int = DEFAULT_MAX_SIZE,
+                 max_depth: int = DEFAULT_MAX_DEPTH) -> Content:
+    """A bundle from JSON or YAML text; a clear 400 when it is not one.
+
+    YAML aliases may not expand it past ``max_size`` bytes (413), and
+    neither form may nest past ``max_depth`` (400): see drpd.safe_yaml.
+    """
     try:
         data = msgspec.json.decode(text)
+    except RecursionError:
+        raise BadRequest(f"{what}: nested more than {max_depth} levels deep",
+                         model="contents") from None
     except msgspec.DecodeError:
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text, max_size=max_size, max_depth=max_depth)
             msgspec.json.encode(data)  # only what JSON can carry (no surrogates, no dates)
+        except YamlRefused as exc:
+            error = PayloadTooLarge if isinstance(exc, YamlTooLarge) else BadRequest
+            raise error(f"{what}: {exc}", model="contents") from None
         except (yaml.YAMLError, UnicodeEncodeError, TypeError) as exc:
             raise BadRequest(f"{what}: not YAML or JSON: {exc}", model="contents") from None
+    if too_deep(data, max_depth):
+        raise BadRequest(f"{what}: nested more than {max_depth} levels deep", model="contents")
     return bundle_from(data, what=what)
 
 

@@ -1,18 +1,20 @@
 """Checking param values against the Schema of their ``params`` object.
 
 DRP validates with JSON Schema draft-04 unless a schema names its draft in
-``$schema``; so does drpd (``jsonschema``). Compiled validators are cached
-per param and revision.
+``$schema``; so does drpd, through ``drpd.models.schemas`` (no remote
+``$ref``, RE2 regexes). A schema is checked when its param is written;
+one stored before that (or by an older drpd) may still be bad, so
+:meth:`ParamChecker.problem` never raises: a schema that cannot be used is
+the problem it reports, for that one value. Compiled validators are cached
+per param and revision. Problems with the values of a Secure param never
+quote the value.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
-import jsonschema.exceptions
-import jsonschema.validators
-
+from .models.schemas import InvalidSchema, compile_schema, first_problem
 from .store import Store
 
 _MISSING = object()
@@ -21,33 +23,41 @@ _MISSING = object()
 class ParamChecker:
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: param name -> (revision, validator or the reason its schema is unusable)
         self._cache: dict[str, tuple[int, Any]] = {}
 
     def _validator(self, name: str) -> Any | None:
+        """The compiled schema of param ``name``; None: nothing to check; a str:
+        why the stored schema cannot be used."""
         record = self.store.get("params", name)
         if record is None or not record.obj.Schema:
             return None
         cached = self._cache.get(name)
         if cached is not None and cached[0] == record.rev:
             return cached[1]
-        schema = record.obj.Schema
-        if not isinstance(schema, dict):
-            return None
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)
-        validator = cls(schema)
+        try:
+            validator: Any = compile_schema(record.obj.Schema)
+        except InvalidSchema as exc:
+            validator = f"param {name} has an unusable Schema: {exc}"
         self._cache[name] = (record.rev, validator)
         return validator
 
+    def is_secure(self, name: str) -> bool:
+        record = self.store.get("params", name)
+        return record is not None and bool(record.obj.Secure)
+
     def problem(self, name: str, value: Any) -> str | None:
-        """Why ``value`` is not a valid value of param ``name``, or None."""
-        validator = self._validator(name)
-        if validator is None:
-            return None
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-        if error is None:
-            return None
-        where = "/".join(str(p) for p in error.absolute_path)
-        return f"param {name}{'/' + where if where else ''}: {error.message}"
+        """Why ``value`` is not a valid value of param ``name``, or None. Never raises."""
+        try:
+            validator = self._validator(name)
+            if validator is None:
+                return None
+            if isinstance(validator, str):
+                return validator
+            problem = first_problem(validator, value, secret=self.is_secure(name))
+        except Exception as exc:  # a checker bug must stay this value's problem
+            return f"param {name}: cannot be checked ({type(exc).__name__})"
+        return None if problem is None else f"param {name}: {problem}"
 
     def default(self, name: str) -> Any:
         """The schema default of param ``name``, or ``_MISSING``."""

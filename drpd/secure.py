@@ -16,9 +16,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from cryptography.fernet import Fernet, InvalidToken
 
-from .models import Unprocessable
+from .models import NotFound, Unprocessable
 from .store import Store
 
 SEALED = "SecureData"
@@ -112,8 +113,6 @@ class SecureParams:
             return value
         if is_box(value):
             value = self.open_box(value)
-        import msgspec
-
         token = self._fernet.encrypt(msgspec.json.encode(value)).decode()
         return {SEALED: token}
 
@@ -125,8 +124,6 @@ class SecureParams:
                 return value  # not for us: shown as it is, refused when stored
         if not is_sealed(value):
             return value
-        import msgspec
-
         try:
             return msgspec.json.decode(self._fernet.decrypt(value[SEALED].encode()))
         except InvalidToken:
@@ -137,6 +134,36 @@ class SecureParams:
         if not any(self.is_secure(name) for name in params):
             return params
         return {k: self.seal(v) if self.is_secure(k) else v for k, v in params.items()}
+
+    async def seal_stored(self, name: str, *, principal: str) -> int:
+        """Seal the clear values of param ``name`` stored on every object.
+
+        Called when a param becomes Secure after values were stored: from then
+        on they are sealed like every new one. Each object is rewritten on its
+        own (the store's per-object atomic modify), so a concurrent write to
+        it is never lost. Returns how many objects were sealed.
+        """
+        sealed = 0
+        for kind in list(self.store.kinds.values()):
+            if not kind.has_params:
+                continue
+            for record in self.store.list(kind.prefix):
+                if name not in record.obj.Params or is_sealed(record.obj.Params[name]):
+                    continue
+
+                def seal(old: Any) -> Any:
+                    if name not in old.Params or is_sealed(old.Params[name]):
+                        return old
+                    return msgspec.structs.replace(
+                        old, Params={**old.Params, name: self.seal(old.Params[name])})
+
+                try:
+                    await self.store.modify(kind.prefix, kind.key_of(record.obj), seal,
+                                            principal=principal)
+                except (NotFound, Unprocessable):
+                    continue  # deleted meanwhile, or a client-sealed value not for us
+                sealed += 1
+        return sealed
 
     def reveal_params(self, params: dict[str, Any]) -> dict[str, Any]:
         if not any(is_sealed(v) for v in params.values()):

@@ -116,13 +116,23 @@ async def test_missing_param_then_fixed(api: httpx.AsyncClient) -> None:
 async def test_param_schema_failure(api: httpx.AsyncClient) -> None:
     await api.post("/params", json={"Name": "echo/greeting", "Schema": {"type": "string",
                                                                           "minLength": 3}})
-    created = await create(api, "e3", "sdk_echo", **{"echo/greeting": "x"})
-    assert created["Available"] is False and "echo/greeting" in created["Errors"][0]
+    # DRP refuses an invalid value (issue 11.16): nothing stored, nothing started
+    r = await api.post("/plugins", json={"Name": "e3", "Provider": "sdk_echo",
+                                         "Params": {"echo/greeting": "x"}})
+    assert r.status_code == 422 and "echo/greeting" in r.json()["Messages"][0], r.text
+    assert (await api.get("/plugins/e3")).status_code == 404
     # a schema default satisfies a required param
     await api.put("/params/echo/greeting", json={"Name": "echo/greeting", "Schema": {
         "type": "string", "default": "from-default"}})
-    r = await api.put("/plugins/e3", json={"Name": "e3", "Provider": "sdk_echo"})
-    assert r.json()["Available"] is True, r.json()
+    created = await create(api, "e3", "sdk_echo")
+    assert created["Available"] is True, created
+    # a value stored before its schema got stricter keeps the instance waiting
+    await api.put("/plugins/e3", json={"Name": "e3", "Provider": "sdk_echo",
+                                       "Params": {"echo/greeting": "ok"}})
+    await api.put("/params/echo/greeting", json={"Name": "echo/greeting", "Schema": {
+        "type": "string", "minLength": 3}})
+    r = await api.post("/plugins/e3/restart")
+    assert r.json()["Available"] is False and "too short" in r.json()["Errors"][0], r.json()
 
 
 async def test_unknown_provider_starts_once_installed(api: httpx.AsyncClient,

@@ -9,7 +9,7 @@ from quart import Blueprint, Response, request
 
 from ..content import ContentService, bundle_from, parse_bundle, summary
 from ..models import BadRequest, NotFound
-from .objects import ctx, json_response, parse_json, principal, read_body
+from .objects import ctx, json_response, max_depth, parse_json, principal, read_body
 from .patching import json_patch, merge_patch
 
 bp = Blueprint("contents", __name__)
@@ -24,7 +24,8 @@ async def contents() -> Response:
     body = await read_body()
     if request.method == "GET":
         return json_response([summary(r.obj) for r in ctx().store.list("contents")])
-    bundle = parse_bundle(body, what="content bundle")
+    bundle = parse_bundle(body, what="content bundle", max_size=ctx().settings.max_body_size,
+                              max_depth=max_depth())
     record = await service().install(bundle, principal=principal(), replace=False)
     return json_response(msgspec.to_builtins(record.obj), 201, etag=record.etag)
 
@@ -39,7 +40,8 @@ async def content(name: str) -> Response:
     if current is None:
         raise NotFound(f"contents {name} not found", model="contents", key=name)
     if request.method == "PUT":
-        bundle = parse_bundle(body, what="content bundle")
+        bundle = parse_bundle(body, what="content bundle", max_size=ctx().settings.max_body_size,
+                              max_depth=max_depth())
     else:
         patch: Any = parse_json(body)
         data = msgspec.to_builtins(current.obj)

@@ -22,7 +22,7 @@ from quart import Blueprint, Response, websocket
 from ..bus import Feed, Notice
 from ..models import BadRequest, Error, Event, PayloadTooLarge, decode_as
 from ..patterns import PatternError, parse_command
-from .objects import ctx, json_response, principal, read_body
+from .objects import ctx, json_response, max_depth, principal, read_body
 
 bp = Blueprint("events", __name__)
 
@@ -41,7 +41,7 @@ async def post_event() -> Response:
     if len(body) > limit:
         raise PayloadTooLarge(f"an event of {len(body)} bytes is over max_event_size ({limit})",
                               model="events")
-    event = decode_as(Event, body, what="events")
+    event = decode_as(Event, body, what="events", max_depth=max_depth())
     if not event.Type or not event.Action:
         raise BadRequest("an event needs Type and Action", model="events")
     if event.Type == RESERVED_TYPE:

@@ -26,7 +26,9 @@ from ..models import (
     PayloadTooLarge,
     RequestTimeout,
     Unprocessable,
+    decode_as,
 )
+from ..models.depth import too_deep
 from ..models.names import is_valid_param_name
 from ..store import Record, public_view
 from .context import ApiContext
@@ -79,12 +81,14 @@ async def read_body() -> bytes:
     return b"".join([c async for c in iter_body(ctx().settings.max_body_size)])
 
 
+def max_depth() -> int:
+    return ctx().settings.max_json_depth
+
+
 def parse_json(body: bytes) -> Any:
-    """Any JSON value; malformed input (lone surrogates included) is a 400."""
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
+    """Any JSON value; malformed input (lone surrogates included) or nesting
+    past ``max_json_depth`` is a 400."""
+    return decode_as(Any, body, max_depth=max_depth())  # type: ignore[arg-type]
 
 
 async def read_json() -> Any:
@@ -146,6 +150,9 @@ def wants_wait() -> bool:
 def finish(kind: Kind, old: Any | None, new: Any) -> Any:
     """Validate a decoded object and carry over what the server owns."""
     new = kind.prepare(new)
+    if too_deep(new, max_depth()):
+        raise Unprocessable(f"the object would nest more than {max_depth()} levels deep",
+                            model=kind.prefix, key=kind.key_of(new))
     for name in _SERVER_FIELDS:
         if hasattr(new, name):
             setattr(new, name, getattr(old, name) if old is not None else type(getattr(new, name))())
@@ -171,8 +178,8 @@ def finish(kind: Kind, old: Any | None, new: Any) -> Any:
             if not is_valid_param_name(name):
                 raise Unprocessable(f"invalid param name {name!r}", model=kind.prefix,
                                     key=kind.key_of(new))
-            # a plugin instance is always stored; its bad params keep it unavailable
-            if checker is not None and kind.prefix != "plugins":
+            # DRP refuses an invalid value on every object, plugin instances included
+            if checker is not None:
                 problem = checker.problem(name, secure.reveal(value) if secure else value)
                 if problem:
                     raise Unprocessable(problem, model=kind.prefix, key=kind.key_of(new))
@@ -193,6 +200,11 @@ def check_writable(kind: Kind, record: Record | None = None) -> None:
 
 
 async def after_write(kind: Kind, action: str, old: Record | None, new: Record | None) -> None:
+    secure = ctx().secure
+    if (kind.prefix == "params" and secure is not None and new is not None and new.obj.Secure
+            and (old is None or not old.obj.Secure)):
+        # declared Secure after values were stored: those are sealed now too
+        await secure.seal_stored(kind.key_of(new.obj), principal=principal())
     hooks = ctx().hooks.get(kind.prefix)
     if hooks is not None:
         await hooks.after_write(action, old, new, wants_wait())
@@ -215,7 +227,7 @@ async def collection(prefix: str) -> Response:
 
 async def create(kind: Kind) -> Response:
     check_writable(kind)
-    obj = finish(kind, None, kind.decode(await read_body()))
+    obj = finish(kind, None, kind.decode(await read_body(), max_depth=max_depth()))
     record = await ctx().store.create(kind.prefix, obj, principal=principal())
     await after_write(kind, "create", None, record)
     record = ctx().store.get(kind.prefix, kind.key_of(obj)) or record
@@ -260,7 +272,7 @@ async def item(prefix: str, rest: str) -> Response:
         body = await read_body()
         record = resolve(kind, key)
         check_writable(kind, record)
-        new = kind.decode(body)
+        new = kind.decode(body, max_depth=max_depth())
         real_key = kind.key_of(record.obj)
         if kind.prefix == "machines" and not new.Uuid:
             new.Uuid = real_key

@@ -12,6 +12,17 @@ from ..models import BadRequest, Conflict, Unprocessable
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
+    try:
+        return _merge(target, patch)
+    except RecursionError:
+        raise Unprocessable(_TOO_DEEP) from None
+
+
+#: an object stored before drpd capped nesting may be too deep to patch
+_TOO_DEEP = "the object is nested too deeply to patch: replace it (PUT) with a shallower one"
+
+
+def _merge(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     result = dict(target) if isinstance(target, dict) else {}
@@ -19,7 +30,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = _merge(result.get(key), value)
     return result
 
 
@@ -35,3 +46,5 @@ def json_patch(target: Any, operations: Any) -> Any:
         raise Unprocessable(f"patch cannot be applied: {exc}") from None
     except (jsonpatch.InvalidJsonPatch, TypeError, KeyError) as exc:
         raise BadRequest(f"invalid JSON Patch: {exc}") from None
+    except RecursionError:
+        raise Unprocessable(_TOO_DEEP) from None

@@ -9,7 +9,8 @@ Two rules, both from API.md:
   or ``-`` for stdin.
 
 YAML is read without timestamp conversion, so ``Version: 2024-01-01`` stays
-the string it is in JSON instead of becoming a date nothing can serialise.
+the string it is in JSON instead of becoming a date nothing can serialise,
+and through drpd.safe_yaml, so an alias bomb is refused before it expands.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from typing import IO, Any
 from .registry import CliError
 
 _OBJECT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+#: what YAML may expand to (aliases counted at each use) and nest: drpd's
+#: default body limit and depth cap, so an alias bomb stops here
+MAX_YAML_SIZE = 16 * 1024 * 1024
+MAX_YAML_DEPTH = 64
 
 
 def _no_constants(name: str) -> Any:
@@ -41,6 +46,8 @@ def parse_value(word: str) -> Any:
         value = json.loads(word, parse_constant=_no_constants)
     except ValueError:
         return word
+    except RecursionError:
+        raise CliError("a value nested too deeply to read") from None
     if isinstance(value, float) and not math.isfinite(value):
         return word
     return value
@@ -52,10 +59,16 @@ def parse_text(text: str, what: str) -> Any:
         return json.loads(text, parse_constant=_no_constants)
     except ValueError:
         pass
+    except RecursionError:
+        raise CliError(f"{what} is nested too deeply") from None
     import yaml  # only paid for when the input is not JSON
 
+    from ..safe_yaml import YamlRefused, load
+
     try:
-        return yaml.load(text, Loader=_loader())
+        return load(text, max_size=MAX_YAML_SIZE, max_depth=MAX_YAML_DEPTH, loader=_loader())
+    except YamlRefused as exc:
+        raise CliError(f"{what}: {exc}") from None
     except yaml.YAMLError as exc:
         problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         mark = getattr(exc, "problem_mark", None)

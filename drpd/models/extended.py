@@ -17,10 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
+from .depth import DEFAULT_MAX_DEPTH
 from .errors import BadRequest, Unprocessable
-from .kinds import Kind
+from .kinds import Kind, decode_as
 from .names import check_name
 
 #: keys that mark a schema as a full JSON Schema rather than a field map
@@ -31,12 +30,10 @@ _SCHEMA_KEYS = frozenset({
 
 
 def _validator_for(schema: dict[str, Any]) -> Any:
-    import jsonschema
-    import jsonschema.validators
+    """A safe validator (drpd.models.schemas); raises InvalidSchema for a bad schema."""
+    from .schemas import compile_schema
 
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)
-    cls.check_schema(schema)
-    return cls(schema)
+    return compile_schema(schema)
 
 
 @dataclass(frozen=True)
@@ -85,16 +82,14 @@ class ExtendedKind(Kind):
         compiled = getattr(self, "_validators", None)
         if compiled is None:
             return
-        import jsonschema.exceptions
+        from .schemas import first_problem
 
         form, spec = compiled
         key = obj.get("Id", "")
         if form == "full":
-            error = jsonschema.exceptions.best_match(spec.iter_errors(obj))
-            if error is not None:
-                where = "/".join(str(p) for p in error.absolute_path)
-                raise Unprocessable(f"{where + ': ' if where else ''}{error.message}",
-                                    model=self.prefix, key=key)
+            problem = first_problem(spec, obj)
+            if problem is not None:
+                raise Unprocessable(problem, model=self.prefix, key=key)
             return
         for name, (required, validator) in spec.items():
             if name not in obj:
@@ -102,15 +97,12 @@ class ExtendedKind(Kind):
                     raise Unprocessable(f"{name} is required", model=self.prefix, key=key)
                 continue
             if validator is not None:
-                error = jsonschema.exceptions.best_match(validator.iter_errors(obj[name]))
-                if error is not None:
-                    raise Unprocessable(f"{name}: {error.message}", model=self.prefix, key=key)
+                problem = first_problem(validator, obj[name])
+                if problem is not None:
+                    raise Unprocessable(f"{name}: {problem}", model=self.prefix, key=key)
 
-    def decode(self, data: bytes | str) -> Any:
-        try:
-            obj = msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"malformed JSON: {exc}", model=self.prefix) from None
+    def decode(self, data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+        obj = decode_as(Any, data, what=self.prefix, max_depth=max_depth)  # type: ignore[arg-type]
         if not isinstance(obj, dict):
             raise BadRequest(f"a {self.prefix} object is a JSON object", model=self.prefix)
         return obj

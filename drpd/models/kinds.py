@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from . import objects as o
+from .depth import DEFAULT_MAX_DEPTH, too_deep
 from .errors import BadRequest, Unprocessable
 from .names import check_name
 
@@ -52,10 +53,12 @@ class Kind:
                 check_name(obj.Name, model=self.prefix)
         else:
             check_name(key, model=self.prefix, param=self.param_key)
+        if self.prefix == "params":
+            _check_param_schema(obj)
         return obj
 
-    def decode(self, data: bytes | str) -> Any:
-        return decode_as(self.model, data, what=self.prefix)
+    def decode(self, data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+        return decode_as(self.model, data, what=self.prefix, max_depth=max_depth)
 
     def convert(self, data: Any) -> Any:
         try:
@@ -64,14 +67,34 @@ class Kind:
             raise BadRequest(str(exc), model=self.prefix) from None
 
 
-def decode_as(shape: type[Any], data: bytes | str, *, what: str = "") -> Any:
-    """Decode JSON into ``shape``; any failure is a 400 saying what was wrong."""
+def decode_as(shape: type[Any], data: bytes | str, *, what: str = "",
+              max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Decode JSON into ``shape``; any failure is a 400 saying what was wrong,
+    nesting past ``max_depth`` included (drpd.models.depth)."""
     try:
-        return msgspec.json.decode(data, type=shape)
+        value = msgspec.json.decode(data, type=shape)
     except msgspec.ValidationError as exc:
         raise BadRequest(str(exc), model=what) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}", model=what) from None
+    except RecursionError:  # msgspec gives up near Python's recursion limit
+        raise BadRequest(f"JSON nested more than {max_depth} levels deep", model=what) from None
+    if too_deep(value, max_depth):
+        raise BadRequest(f"JSON nested more than {max_depth} levels deep", model=what)
+    return value
+
+
+def _check_param_schema(param: Any) -> None:
+    """A param's Schema must be one drpd can use safely (drpd.models.schemas)."""
+    schema = param.Schema
+    if schema is None or schema == {}:
+        return
+    from .schemas import InvalidSchema, compile_schema
+
+    try:
+        compile_schema(schema)
+    except InvalidSchema as exc:
+        raise Unprocessable(f"Schema: {exc}", model="params", key=param.Name) from None
 
 
 KINDS: dict[str, Kind] = {

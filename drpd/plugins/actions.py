@@ -193,7 +193,7 @@ class ActionDispatcher:
         if 200 <= status < 300:
             try:
                 _json_check.decode(body)
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, RecursionError) as exc:
                 message = (f"plugin {sup.name} answered action {offer.action.Command!r} "
                            f"with invalid JSON: {exc}")
                 sup.note_error(message)

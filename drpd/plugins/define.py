@@ -144,7 +144,7 @@ async def define(binary: Path, *, env: Mapping[str, str], limit: float,
         )
     try:
         provider = _decode.decode(result.stdout)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise DefineError(f"{shown} define: output is not a PluginProvider JSON object: {exc}") from None
     return validate(provider, shown)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .. import wire
-from ..models import Event
+from ..models import BadRequest, Event, decode_as
 from ..store import public_view
 
 if TYPE_CHECKING:
@@ -40,8 +40,9 @@ class ServerApi:
                 return _error(413, f"an event of {len(body)} bytes is over max_event_size "
                                    f"({limit})")
             try:
-                event = msgspec.json.decode(body, type=Event)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                event = decode_as(Event, body, what="events",
+                                  max_depth=self.manager.settings.max_json_depth)
+            except BadRequest as exc:
                 return _error(400, f"bad event: {exc}")
             event.Principal = f"plugin:{sup.name}"
             event.Seq = 0
@@ -50,8 +51,8 @@ class ServerApi:
         if path == wire.SERVER_LOG and method == "POST":
             try:
                 line = msgspec.json.decode(body, type=wire.LogLine)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                return _error(400, f"bad log line: {exc}")
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+                return _error(400, f"bad log line: {exc!r}"[:300])
             if not sup.log_allowed():  # counted; accepted, so the provider goes on
                 return _ok()
             level = _LEVELS.get(str(line.Level).lower(), logging.INFO)
