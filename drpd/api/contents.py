@@ -8,7 +8,8 @@ import msgspec
 from quart import Blueprint, Response, request
 
 from ..content import ContentService, bundle_from, parse_bundle, summary
-from ..models import BadRequest, NotFound
+from ..models import BadRequest, NotFound, Unprocessable
+from ..models.depth import too_deep
 from .objects import ctx, json_response, max_depth, parse_json, principal, read_body
 from .patching import json_patch, merge_patch
 
@@ -46,8 +47,14 @@ async def content(name: str) -> Response:
         patch: Any = parse_json(body)
         data = msgspec.to_builtins(current.obj)
         merge = request.mimetype == "application/merge-patch+json" or isinstance(patch, dict)
-        bundle = bundle_from(merge_patch(data, patch) if merge else json_patch(data, patch),
-                             what="patched bundle")
+        if merge:
+            patched = merge_patch(data, patch)
+        else:
+            patched = json_patch(data, patch, max_size=ctx().settings.max_body_size)
+        if too_deep(patched, max_depth()):
+            raise Unprocessable(f"the bundle would nest more than {max_depth()} levels deep",
+                                model="contents", key=name)
+        bundle = bundle_from(patched, what="patched bundle")
     if bundle.meta.Name != name:
         raise BadRequest(f"the bundle is named {bundle.meta.Name!r}, not {name!r}",
                          model="contents", key=name)

@@ -288,7 +288,7 @@ async def item(prefix: str, rest: str) -> Response:
 
     def mutate(old: Any) -> Any:
         current = msgspec.to_builtins(old)
-        patched = merge_patch(current, patch) if merge else json_patch(current, patch)
+        patched = merge_patch(current, patch) if merge else json_patch(current, patch, max_size=ctx().settings.max_body_size)
         return finish(kind, old, kind.convert(patched))
 
     return await replace(kind, record, mutate)
