@@ -124,10 +124,13 @@ class PostgresStore:
         self._closed = False
 
     # -- connections -------------------------------------------------------
-    def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self.url, autocommit=False,
+    def _connect(self, autocommit: bool = False) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.url, autocommit=autocommit,
                                connect_timeout=max(1, int(self.connect_timeout)))
         with self._all_lock:
+            if self._closed:
+                conn.close()
+                raise RuntimeError("store is closed")
             self._all.append(conn)
         return conn
 
@@ -155,7 +158,10 @@ class PostgresStore:
                 else:
                     self._idle.put(conn)
             raise
-        self._idle.put(conn)
+        if self._closed:
+            conn.close()
+        else:
+            self._idle.put(conn)
         return result
 
     async def _run(self, fn: Any, *args: Any) -> Any:
@@ -207,8 +213,8 @@ class PostgresStore:
         return msgspec.json.decode(blob, type=kind.model) if kind else msgspec.json.decode(blob)
 
     async def aclose(self) -> None:
-        self._closed = True
         with self._all_lock:
+            self._closed = True
             conns, self._all = self._all, []
         with trio.CancelScope(shield=True):
             for conn in conns:
@@ -232,8 +238,7 @@ class PostgresStore:
                 await trio.to_thread.run_sync(listener.close)
 
     def _listen_sync(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self.url, autocommit=True,
-                               connect_timeout=max(1, int(self.connect_timeout)))
+        conn = self._connect(autocommit=True)
         conn.execute(f"LISTEN {CHANNEL}")
         return conn
 
@@ -411,6 +416,10 @@ class PostgresStore:
         if self._closed:
             raise RuntimeError("store is closed")
         async with self._lock:
+            # plan on memory that has every change committed so far, from any
+            # node: this node's feed reader may not have woken up yet
+            with trio.CancelScope(shield=True):
+                await self._catch_up()
             while True:
                 changes: list[_Change] = plan()
                 try:
