@@ -76,8 +76,11 @@ def summary(bundle: Content) -> dict[str, Any]:
 
 
 class ContentService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, secure: Any = None) -> None:
         self.store = store
+        #: drpd.secure.SecureParams: a bundle that makes a param Secure seals
+        #: the values already stored for it, as a param write does
+        self.secure = secure
 
     def objects_of(self, bundle: Content) -> list[tuple[str, str, Any]]:
         name = bundle.meta.Name
@@ -147,8 +150,17 @@ class ContentService:
         changes += objects
         changes += [(prefix, key, None) for prefix, key in sorted(self.owned(name) - new_keys)
                     if self.store.get(prefix, key) is not None]
+        newly_secure = [key for prefix, key, obj in objects
+                        if prefix == "params" and obj.Secure and not self._secure_now(key)]
         records = await self.store.transact(changes, principal=principal)
+        if self.secure is not None:
+            for key in newly_secure:
+                await self.secure.seal_stored(key, principal=principal)
         return records[0]
+
+    def _secure_now(self, param: str) -> bool:
+        record = self.store.get("params", param)
+        return record is not None and bool(record.obj.Secure)
 
     async def remove(self, name: str, *, principal: str) -> Record:
         record = self.store.get("contents", name)

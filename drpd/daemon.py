@@ -227,13 +227,14 @@ class Daemon:
                     self.metrics_port = metrics_sock.getsockname()[1]
                 self.api_port = api_sock.getsockname()[1]
                 self.static_port = static_sock.getsockname()[1]
+                secure = SecureParams(await trio.to_thread.run_sync(
+                    load_secure_key, self.state.root / "secure.key"), self.store)
                 context = ApiContext(
                     settings=settings, store=self.store, bus=self.bus, auth=auth,
                     api_port=self.api_port, static_port=self.static_port, version=__version__,
                     files_dir=self.state.files, metrics=self.metrics,
-                    params=ParamChecker(self.store), content=ContentService(self.store),
-                    secure=SecureParams(await trio.to_thread.run_sync(
-                        load_secure_key, self.state.root / "secure.key"), self.store),
+                    params=ParamChecker(self.store),
+                    content=ContentService(self.store, secure=secure), secure=secure,
                 )
                 self.context = context
                 if not settings.no_tls:

@@ -288,6 +288,15 @@ async def test_param_declared_secure_later_seals_stored_values(
     with sqlite3.connect(drpd.state_dir / "drpd.db") as db:
         (row,) = db.execute("SELECT data FROM objects WHERE prefix = 'profiles' AND key = 'later'")
     assert secret.encode() not in row[0]
+    # a content bundle that declares the param Secure does the same
+    r = await api.post("/profiles", json={"Name": "bundled",
+                                          "Params": {"hostile/bundled": secret}})
+    assert r.status_code == 201, r.text
+    r = await api.post("/contents", json={"meta": {"Name": "secure-later"}, "sections": {
+        "params": {"hostile/bundled": {"Secure": True, "Schema": {"type": "string"}}}}})
+    assert r.status_code == 201, r.text
+    shown = (await api.get("/profiles/bundled")).json()["Params"]["hostile/bundled"]
+    assert set(shown) == {"SecureData"}
 
 
 # -- 11.1, 11.2, 11.12 with a poisoned store; 11.7 and 11.16 with a running instance --------
