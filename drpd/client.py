@@ -282,6 +282,7 @@ class Client:
         env: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        debug: IO[str] | None = None,
     ) -> None:
         self.settings = resolve_settings(
             endpoint, username, password, token, ca_cert, insecure, env=env
@@ -302,7 +303,17 @@ class Client:
             # A proxy between us and a loopback drpd can only hurt.
             trust_env=not is_loopback(s.host),
             transport=transport,
+            event_hooks={"response": [self._debug_line]} if debug is not None else None,
         )
+        self._debug = debug
+
+    def _debug_line(self, response: httpx.Response) -> None:
+        """``-d``: one line per request on stderr (never credentials)."""
+        if self._debug is not None:
+            request = response.request
+            self._debug.write(f"drpcli: {request.method} {request.url} -> "
+                              f"{response.status_code}\n")
+            self._debug.flush()
 
     def __enter__(self) -> Client:
         return self
@@ -392,8 +403,25 @@ class Client:
     def list(self, prefix: str, filters: Query | None = None) -> Any:
         return self.json("GET", quote_path(prefix), params=filters)
 
+    def count(self, prefix: str, filters: Query | None = None) -> int:
+        """How many objects the filters select (``HEAD``, DRP's count header)."""
+        response = self.request("HEAD", quote_path(prefix), params=filters)
+        raw = response.headers.get("X-DRP-LIST-FILTER-COUNT",
+                                   response.headers.get("X-DRP-LIST-TOTAL-COUNT", ""))
+        try:
+            return int(raw)
+        except ValueError:
+            raise ClientError(f"HEAD /{prefix}: the server sent no list count") from None
+
+    def indexes(self, prefix: str | None = None) -> Any:
+        return self.json("GET", quote_path("indexes", *([prefix] if prefix else [])))
+
     def get(self, prefix: str, key: str, params: Query | None = None) -> Any:
         return self.json("GET", quote_path(prefix, key), params=params)
+
+    def etag(self, prefix: str, key: str) -> str:
+        response = self.request("HEAD", quote_path(prefix, key))
+        return response.headers.get("ETag", "")
 
     def exists(self, prefix: str, key: str) -> bool:
         """True when the object is there; False on 404; other errors raise."""
@@ -405,30 +433,34 @@ class Client:
             raise
         return True
 
-    def create(self, prefix: str, obj: Any) -> Any:
-        return self.json("POST", quote_path(prefix), json=obj)
+    def create(self, prefix: str, obj: Any, params: Query | None = None) -> Any:
+        return self.json("POST", quote_path(prefix), json=obj, params=params)
 
     def replace(self, prefix: str, key: str, obj: Any) -> Any:
         return self.json("PUT", quote_path(prefix, key), json=obj)
 
-    def merge_patch(self, prefix: str, key: str, partial: Any) -> Any:
+    def merge_patch(self, prefix: str, key: str, partial: Any,
+                    params: Query | None = None) -> Any:
         """RFC 7396: what ``drpcli update`` sends."""
-        return self.json("PATCH", quote_path(prefix, key), json=partial, content_type=_MERGE_PATCH)
+        return self.json("PATCH", quote_path(prefix, key), json=partial,
+                         content_type=_MERGE_PATCH, params=params)
 
-    def json_patch(self, prefix: str, key: str, ops: list[Any]) -> Any:
+    def json_patch(self, prefix: str, key: str, ops: list[Any],
+                   params: Query | None = None) -> Any:
         """RFC 6902: what ``drpcli patch`` sends."""
-        return self.json("PATCH", quote_path(prefix, key), json=ops, content_type=_JSON_PATCH)
+        return self.json("PATCH", quote_path(prefix, key), json=ops,
+                         content_type=_JSON_PATCH, params=params)
 
     def delete(self, prefix: str, key: str) -> Any:
         return self.json("DELETE", quote_path(prefix, key))
 
     # -- params of machines, profiles, plugins ----------------------------
 
-    def params(self, prefix: str, key: str) -> Any:
-        return self.json("GET", quote_path(prefix, key, "params"))
+    def params(self, prefix: str, key: str, query: Query | None = None) -> Any:
+        return self.json("GET", quote_path(prefix, key, "params"), params=query)
 
-    def get_param(self, prefix: str, key: str, name: str) -> Any:
-        return self.json("GET", quote_path(prefix, key, "params", name))
+    def get_param(self, prefix: str, key: str, name: str, query: Query | None = None) -> Any:
+        return self.json("GET", quote_path(prefix, key, "params", name), params=query)
 
     def set_param(self, prefix: str, key: str, name: str, value: Any) -> Any:
         return self.json(
@@ -438,8 +470,45 @@ class Client:
             content_type="application/json",
         )
 
+    def set_params(self, prefix: str, key: str, values: Mapping[str, Any]) -> Any:
+        """Replace all params of the object."""
+        return self.json("POST", quote_path(prefix, key, "params"), json=dict(values))
+
     def delete_param(self, prefix: str, key: str, name: str) -> Any:
         return self.json("DELETE", quote_path(prefix, key, "params", name))
+
+    def is_secure_param(self, name: str) -> bool:
+        """Whether param ``name`` is defined with ``Secure: true`` (an
+        undefined param is not)."""
+        try:
+            definition = self.get("params", name)
+        except ClientError as exc:
+            if exc.code == 404:
+                return False
+            raise
+        return isinstance(definition, dict) and definition.get("Secure") is True
+
+    def seal_for(self, prefix: str, key: str, value: Any) -> dict[str, str]:
+        """``value`` sealed to the object's ``pubkey`` as DRP's ``SecureData``
+        (a NaCl box from a fresh key pair), so it never crosses the wire in
+        clear; the server opens it."""
+        import base64
+
+        from nacl.public import Box, PrivateKey, PublicKey
+        from nacl.utils import random
+
+        raw = self.json("GET", quote_path(prefix, key, "pubkey"))
+        try:
+            peer = PublicKey(base64.b64decode(raw, validate=True))
+        except Exception:
+            raise ClientError(f"{prefix} {key}: the server's pubkey is not a "
+                              "base64 Curve25519 key") from None
+        mine = PrivateKey.generate()
+        nonce = random(Box.NONCE_SIZE)
+        sealed = Box(mine, peer).encrypt(_json.dumps(value).encode(), nonce).ciphertext
+        return {"Key": base64.b64encode(bytes(mine.public_key)).decode(),
+                "Nonce": base64.b64encode(nonce).decode(),
+                "Payload": base64.b64encode(sealed).decode()}
 
     # -- the rest ----------------------------------------------------------
 
@@ -477,12 +546,16 @@ class Client:
             return quote_path("system", "actions", *rest)
         return quote_path(prefix, key, "actions", *rest)
 
-    def actions(self, prefix: str, key: str | None) -> Any:
-        """The actions available on one object (``key`` None: the system)."""
-        return self.json("GET", self._actions_path(prefix, key))
+    def actions(self, prefix: str, key: str | None, plugin: str | None = None) -> Any:
+        """The actions available on one object (``key`` None: the system);
+        ``plugin`` narrows them to one instance's."""
+        query = {"plugin": plugin} if plugin else None
+        return self.json("GET", self._actions_path(prefix, key), params=query)
 
-    def action(self, prefix: str, key: str | None, command: str) -> Any:
-        return self.json("GET", self._actions_path(prefix, key, command))
+    def action(self, prefix: str, key: str | None, command: str,
+               plugin: str | None = None) -> Any:
+        query = {"plugin": plugin} if plugin else None
+        return self.json("GET", self._actions_path(prefix, key, command), params=query)
 
     def run_action(
         self,

@@ -623,7 +623,11 @@ def restore_command(settings: Settings, source: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="drpd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="drpd",
+        description="drpd runs Digital Rebar Provision (DRP v4) plugin providers "
+                    "and serves DRP's REST API, events and file space.",
+        epilog="drpcli talks to a running drpd (drpcli --help).")
     parser.add_argument("--version", action="version", version=f"drpd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_p = sub.add_parser("serve", help="run the daemon")

@@ -292,7 +292,9 @@ def test_items_list_through_jq(env: dict[str, str], http_url: str) -> None:
         "bad_echo-1.2.3", "broken-1.0.0", "demo-1.2.0-rc.1", "demo-1.1.0", "demo-1.0.0",
         "demo-tip", "sdk_echo-1.2.3"]
     shown = ok(drpcli(env, "catalog", "item", "show", "demo", f"--catalog={http_url}"))
-    assert shown["Versions"] == ["1.2.0-rc.1", "1.1.0", "1.0.0", "tip"]
+    # upstream's Versions: sorted as strings; drpd's details besides
+    assert shown["Versions"] == ["1.0.0", "1.1.0", "1.2.0-rc.1", "tip"]
+    assert shown["Type"] == "ContentPackage"
     assert shown["Stable"] == "1.1.0" and shown["ContentType"] == "ContentPackage"
     line = failed(drpcli(env, "catalog", "item", "show", "nope", "-c", http_url))
     assert "no item named 'nope'" in line and "demo" in line
@@ -351,7 +353,9 @@ def test_install_incrementer_from_the_shipped_catalog(env: dict[str, str]) -> No
     assert provider["Name"] == "incrementer" and provider["AutoStart"] is True
     assert "incrementer" in [p["Name"] for p in ok(drpcli(env, "plugin_providers", "list"))]
     # AutoStart: drpd made the instance, and it comes up
-    plugin = ok(drpcli(env, "plugins", "wait", "incrementer", "Available", "true", "30"))
+    waited = drpcli(env, "plugins", "wait", "incrementer", "Available", "true", "30")
+    assert waited.stdout == "complete\n", waited.stderr
+    plugin = ok(drpcli(env, "plugins", "show", "incrementer"))
     assert plugin["Provider"] == "incrementer" and plugin["Available"] is True
 
 

@@ -430,7 +430,7 @@ async def _watch(drpd: DrpdProcess, *args: str, endpoint: str | None = None,
     environ.update(env or {})
     flags = ["-E", endpoint] if endpoint else []
     return await trio.lowlevel.open_process(
-        [sys.executable, "-m", "drpd.cli.main", *flags, "events", "watch", *args],
+        [sys.executable, "-m", "drpd.cli.main", *flags, "events", "watch", "--compact", *args],
         env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -10,19 +10,24 @@ server's business (it answers an empty list or a 404), so a provider that
 adds actions on profiles or on its own StoreObjects prefix needs no drpcli
 change. ``<command>`` may be ``<provider>:<command>``.
 
-``runaction`` takes ``name value`` pairs, each value JSON when it parses as
-JSON and the word itself otherwise (:func:`~drpd.cli.inputs.parse_value`),
-and ``--plugin <instance>`` (or ``--plugin=<instance>``) anywhere after the
-command words; after a ``--`` word nothing is taken for a flag, so a value
-may be the word ``--plugin``. The answer is the provider's result as it sent
-it.
+``runaction`` takes its params as upstream does: one argument that is a
+JSON or YAML map, a file holding one, or ``-`` (stdin); or ``name value``
+pairs, each value decoded as YAML (``yes`` is true, ``[a, b]`` a list,
+``k: v`` a map, ``9`` a number, ``"9"`` a string;
+:func:`~drpd.cli.inputs.parse_yaml_value`). ``--plugin <instance>`` (or
+``--plugin=<instance>``) may stand anywhere after the command words;
+``--plugin ""`` names no instance (upstream's own callback task sends it
+when its param is unset). After a ``--`` word nothing is taken for a flag, so
+a value may be the word ``--plugin``. The answer is the provider's result as
+it sent it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import IO, Any
 
-from .inputs import parse_value
+from .inputs import load_object, parse_yaml_value
 from .objects import ALL
 from .registry import Args, Context, UsageError, command, group
 
@@ -59,8 +64,8 @@ def split_plugin_flag(words: list[str], usage: str) -> tuple[list[str], str | No
             else:
                 value = word[len(PLUGIN_FLAG) + 1 :]
                 i += 1
-            if not value:
-                raise UsageError(f"{PLUGIN_FLAG} needs an instance name", usage)
+            if not value:  # --plugin "": no instance named, as upstream
+                continue
             if plugin is not None and plugin != value:
                 raise UsageError(f"{PLUGIN_FLAG} given twice ({plugin!r}, {value!r})", usage)
             plugin = value
@@ -84,12 +89,23 @@ def parse_pairs(words: list[str], usage: str) -> dict[str, Any]:
     for name, value in zip(words[::2], words[1::2], strict=True):
         if not name:
             raise UsageError("empty param name", usage)
-        params[name] = parse_value(value)
+        params[name] = parse_yaml_value(value)
     return params
 
 
+def parse_params(words: list[str], stdin: IO[str], usage: str) -> dict[str, Any]:
+    """One map argument (JSON, YAML, a file, ``-``), or ``name value`` pairs."""
+    if len(words) == 1:
+        params = load_object(words[0], stdin)
+        if not isinstance(params, dict):
+            raise UsageError(f"{words[0]!r} is not a map of params (JSON or YAML), "
+                             "nor are the params given as name value pairs", usage)
+        return params
+    return parse_pairs(words, usage)
+
+
 def parse_run_words(
-    words: list[str], positional: int, usage: str
+    words: list[str], positional: int, usage: str, stdin: IO[str] | None = None
 ) -> tuple[list[str], dict[str, Any], str | None]:
     """Split ``runaction``'s words into ``positional`` leading words (key,
     command), the params and the ``--plugin`` choice."""
@@ -97,7 +113,8 @@ def parse_run_words(
     names = ("<key>", "<command>")[-positional:]
     if len(rest) < positional:
         raise UsageError(f"missing {names[len(rest)]}", usage)
-    return rest[:positional], parse_pairs(rest[positional:], usage), plugin
+    params = parse_params(rest[positional:], stdin if stdin is not None else sys.stdin, usage)
+    return rest[:positional], params, plugin
 
 
 def _bound_words(a: Args, *leading: str) -> list[str]:
@@ -124,9 +141,10 @@ def _on_objects(group_name: str) -> bool:
     return group_name in ALL
 
 
-@command("actions", "<key>", "list the provider actions available on the object", _on_objects)
+@command("actions", "<key>", "list the provider actions available on the object", _on_objects,
+         flags={"plugin": True})
 def list_actions(ctx: Context, a: Args) -> Any:
-    return ctx.client.actions(ctx.prefix, _key(a, ctx))
+    return ctx.client.actions(ctx.prefix, _key(a, ctx), a.get("--plugin") or None)
 
 
 @command(
@@ -134,19 +152,23 @@ def list_actions(ctx: Context, a: Args) -> Any:
     "<key> <command>",
     "show one available action (<command> may be <provider>:<command>)",
     _on_objects,
+    flags={"plugin": True},
 )
 def show_action(ctx: Context, a: Args) -> Any:
-    return ctx.client.action(ctx.prefix, _key(a, ctx), a["command"])
+    return ctx.client.action(ctx.prefix, _key(a, ctx), a["command"], a.get("--plugin") or None)
 
 
 @command(
     "runaction",
     "<key> " + RUN_PATTERN,
-    "run a provider action (values: JSON, else a string); prints the provider's answer",
+    "run a provider action (params: one JSON/YAML map, a file, -, or name value pairs "
+    "decoded as YAML); prints the provider's answer",
     _on_objects,
+    raw=True,
 )
 def run_action(ctx: Context, a: Args) -> Any:
-    (key, cmd), params, plugin = parse_run_words(_bound_words(a, "key", "command"), 2, ctx.usage)
+    (key, cmd), params, plugin = parse_run_words(_bound_words(a, "key", "command"), 2, ctx.usage,
+                                                 ctx.stdin)
     if not key:
         raise UsageError("empty <key>", ctx.usage)
     return ctx.client.run_action(ctx.prefix, key, cmd, params, plugin)
@@ -155,22 +177,23 @@ def run_action(ctx: Context, a: Args) -> Any:
 # -- on the system ---------------------------------------------------------
 
 
-@command("actions", "", "list the system-wide actions", ("system",))
+@command("actions", "", "list the system-wide actions", ("system",), flags={"plugin": True})
 def list_system_actions(ctx: Context, a: Args) -> Any:
-    return ctx.client.actions("system", None)
+    return ctx.client.actions("system", None, a.get("--plugin") or None)
 
 
-@command("action", "<command>", "show one system action", ("system",))
+@command("action", "<command>", "show one system action", ("system",), flags={"plugin": True})
 def show_system_action(ctx: Context, a: Args) -> Any:
-    return ctx.client.action("system", None, a["command"])
+    return ctx.client.action("system", None, a["command"], a.get("--plugin") or None)
 
 
 @command(
     "runaction",
     RUN_PATTERN,
-    "run a system action (values: JSON, else a string); prints the provider's answer",
+    "run a system action (params as for an object's runaction); prints the provider's answer",
     ("system",),
+    raw=True,
 )
 def run_system_action(ctx: Context, a: Args) -> Any:
-    (cmd,), params, plugin = parse_run_words(_bound_words(a, "command"), 1, ctx.usage)
+    (cmd,), params, plugin = parse_run_words(_bound_words(a, "command"), 1, ctx.usage, ctx.stdin)
     return ctx.client.run_action("system", None, cmd, params, plugin)

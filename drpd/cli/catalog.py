@@ -1,8 +1,16 @@
-"""The catalog: ``drpcli catalog items list | item show <name> | install <name>``.
+"""The catalog, in DRP's words and in drpd's older ones.
 
-    drpcli catalog items list [--catalog <url>]
-    drpcli catalog item show <name> [--catalog <url>]
-    drpcli catalog install <name> [--version <v>] [--catalog <url>]
+    drpcli catalog show                               (the whole catalog)
+    drpcli catalog items                              ({name: {Type, Versions}})
+    drpcli catalog item show <name>                   ({Type, Versions} and drpd's details)
+    drpcli catalog item install <name> [--version <v>]
+    drpcli catalog item download <name> [to <file>] [--version <v>]
+    drpcli catalog items list                         (drpd: every item, a list)
+    drpcli catalog install <name> [--version <v>]     (drpd: = item install)
+
+The catalog comes from the global ``-c``/``--catalog`` flag, else
+``RS_CATALOG``, else drpd's ``catalog_url``, else the one shipped inside the
+package (:func:`drpd.catalog.catalog_location`).
 
 As DRP's drpcli does, drpcli reads the catalog and does the install itself
 (:mod:`drpd.catalog` has the rules: where the catalog is, versions,
@@ -81,9 +89,12 @@ def parse_flags(words: list[str], allowed: tuple[str, ...], usage: str
 
 
 def load(ctx: Context, flag: str | None) -> Catalog:
+    flag = flag or ctx.flag("catalog")
+
     def catalog_url() -> str:
         try:
-            return str(ctx.client.info().get("CatalogUrl") or "")
+            info = ctx.client.info() or {}
+            return str(info.get("catalog_url") or info.get("CatalogUrl") or "")
         except ClientError as exc:
             raise CliError(f"{exc.line()} (asking drpd's /info for its CatalogUrl; "
                            f"give {CATALOG_FLAG} or RS_CATALOG to read a catalog without drpd)"
@@ -100,33 +111,116 @@ def _builtins(item: Any) -> dict[str, Any]:
     return msgspec.to_builtins(item)
 
 
-@command("items", "list [<flags>...]", f"list every item of the catalog ({CATALOG_FLAG} <url>)",
-         ("catalog",))
-def items_list(ctx: Context, a: Args) -> Any:
+@command("show", "[<flags>...]", "print the whole catalog", ("catalog",), raw=True)
+def show_catalog(ctx: Context, a: Args) -> Any:
     rest, flags = parse_flags(a["flags"], (CATALOG_FLAG,), ctx.usage)
     if rest:
         raise UsageError(f"unexpected argument {rest[0]!r}", ctx.usage)
-    return [_builtins(i) for i in load(ctx, flags.get(CATALOG_FLAG)).items]
+    catalog = load(ctx, flags.get(CATALOG_FLAG))
+    return {"meta": catalog.meta,
+            "sections": {"catalog_items": {i.Id or f"{i.Name}-{i.Version}": _builtins(i)
+                                           for i in catalog.items}}}
 
 
-@command("item", "show <name> [<flags>...]",
-         f"show an item's versions, newest first ({CATALOG_FLAG} <url>)", ("catalog",))
+def _versions(items: list[Any]) -> list[str]:
+    return sorted(i.Version for i in items)  # upstream sorts them as strings
+
+
+@command("items", "[<flags>...]",
+         "show the items of the catalog: {name: {Type, Versions}} "
+         f"(`items list`: every item, as a list) ({CATALOG_FLAG} <url>)",
+         ("catalog",), raw=True)
+def items(ctx: Context, a: Args) -> Any:
+    words = a["flags"]
+    listing = words[:1] == ["list"]
+    rest, flags = parse_flags(words[1:] if listing else words, (CATALOG_FLAG,), ctx.usage)
+    if rest:
+        raise UsageError(f"unexpected argument {rest[0]!r}", ctx.usage)
+    catalog = load(ctx, flags.get(CATALOG_FLAG))
+    if listing:
+        return [_builtins(i) for i in catalog.items]
+    names: dict[str, list[Any]] = {}
+    for item in catalog.items:
+        names.setdefault(item.Name, []).append(item)
+    return {name: {"Type": found[0].ContentType, "Versions": _versions(found)}
+            for name, found in sorted(names.items())}
+
+
+@command("item", "<action> <name> [<flags>...]",
+         "show <name> | install <name> [--version v] | download <name> [to <file>] "
+         "[--version v]", ("catalog",), raw=True)
+def item(ctx: Context, a: Args) -> Any:
+    action = a["action"]
+    if action == "show":
+        return item_show(ctx, a)
+    if action == "install":
+        return install(ctx, a)
+    if action == "download":
+        return item_download(ctx, a)
+    raise UsageError(f"unknown item command {action!r} (show, install, download)", ctx.usage)
+
+
 def item_show(ctx: Context, a: Args) -> Any:
     rest, flags = parse_flags([a["name"], *a["flags"]], (CATALOG_FLAG,), ctx.usage)
     if len(rest) != 1:
         raise UsageError("expected one <name>", ctx.usage)
     name = rest[0]
     catalog = load(ctx, flags.get(CATALOG_FLAG))
-    items = catalog.named(name)
-    if not items:
+    found = catalog.named(name)
+    if not found:
         pick(catalog, name)  # raises, naming what the catalog has
     return {
+        "Type": found[0].ContentType,
+        "Versions": _versions(found),
         "Name": name,
-        "ContentType": items[0].ContentType,
-        "Stable": stable_version(items),
-        "Versions": [i.Version for i in items],
-        "Items": [_builtins(i) for i in items],
+        "ContentType": found[0].ContentType,
+        "Stable": stable_version(found),
+        "Items": [_builtins(i) for i in found],
     }
+
+
+def item_download(ctx: Context, a: Args) -> Any:
+    from .inputs import atomic_write
+
+    rest, flags = parse_flags([a["name"], *a["flags"]], (VERSION_FLAG, CATALOG_FLAG), ctx.usage)
+    if len(rest) == 3 and rest[1] == "to":
+        target = rest[2]
+    elif len(rest) == 1:
+        target = ""
+    else:
+        raise UsageError("expected <name> [to <file>]", ctx.usage)
+    catalog = load(ctx, flags.get(CATALOG_FLAG))
+    try:
+        chosen = pick(catalog, rest[0], flags.get(VERSION_FLAG))
+        info = ctx.client.info()
+        arch, os_name = _arch_os(info)
+        expected, key = expected_digest(chosen, arch, os_name)
+        source = source_of(chosen, catalog, arch, os_name)
+    except CatalogError as exc:
+        raise CliError(str(exc)) from None
+    if not target:
+        target = chosen.Name + ("" if chosen.ContentType == "PluginProvider" else ".json")
+    mode = 0o755 if chosen.ContentType == "PluginProvider" else None
+    found: list[str] = []
+
+    def write(out: Any) -> None:
+        try:
+            _, digest = fetch(source, out, Progress(f"{chosen.Name} {chosen.Version}"))
+        except CatalogError as exc:
+            raise CliError(f"{exc}; nothing written") from None
+        if digest != expected:
+            raise CliError(f"sha256 mismatch for {chosen.Name} {chosen.Version} ({key}) from "
+                           f"{source}: expected {expected}, found {digest}; nothing written")
+        found.append(digest)
+
+    atomic_write(target, write, mode=mode)
+    return {"Name": chosen.Name, "Version": chosen.Version, "Path": target, "Sha256": found[0]}
+
+
+def _arch_os(info: Any) -> tuple[str, str]:
+    """/info's arch and os, in DRP's lower_snake or drpd's older names."""
+    info = info if isinstance(info, dict) else {}
+    return (str(info.get("arch", info.get("Arch", ""))), str(info.get("os", info.get("Os", ""))))
 
 
 @command(
@@ -135,6 +229,7 @@ def item_show(ctx: Context, a: Args) -> Any:
     f"download, check and install the newest stable version of <name> "
     f"({VERSION_FLAG} <v>, {CATALOG_FLAG} <url>)",
     ("catalog",),
+    raw=True,
 )
 def install(ctx: Context, a: Args) -> Any:
     rest, flags = parse_flags([a["name"], *a["flags"]], (VERSION_FLAG, CATALOG_FLAG), ctx.usage)
@@ -146,8 +241,7 @@ def install(ctx: Context, a: Args) -> Any:
         if item.ContentType not in CONTENT_TYPES:
             raise CatalogError(f"{item.Name} {item.Version} is a {item.ContentType!r}; "
                                f"drpcli installs {' and '.join(CONTENT_TYPES)} items")
-        info = ctx.client.info()
-        arch, os_name = str(info.get("Arch", "")), str(info.get("Os", ""))
+        arch, os_name = _arch_os(ctx.client.info())
         expected, key = expected_digest(item, arch, os_name)
         source = source_of(item, catalog, arch, os_name)
     except CatalogError as exc:

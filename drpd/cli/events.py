@@ -1,7 +1,9 @@
-"""``drpcli events watch [<type>.<action>.<key> ...]``: the event stream on stdout.
+"""``drpcli events watch [<type>.<action>.<key> ...] [--compact]``: the event stream on stdout.
 
-One JSON event per line (the frame as drpd sent it, so ``jq -c`` and ``grep``
-work), until SIGINT or SIGTERM, which end it with status 0. The websocket
+Each event printed pretty, as DRP's drpcli does (indented JSON, or YAML with
+``-F yaml``); with ``--compact``, one JSON event per line (the frame as drpd
+sent it, so ``jq -c`` and ``grep`` work line by line), until SIGINT or
+SIGTERM, which end it with status 0. The websocket
 client is :class:`drpd.wsclient.EventStream`: acknowledgements are not
 printed, a dropped connection is resumed with ``since=`` so no event is lost
 or repeated, and what cannot be recovered (a ``gap``) or a lost connection
@@ -31,8 +33,10 @@ _BUFFER = 1000
 @command(
     "watch",
     "[<pattern>...]",
-    "print events matching <type>.<action>.<key> (default *.*.*), one JSON per line",
+    "print events matching <type>.<action>.<key> (default *.*.*), pretty; "
+    "--compact: one JSON per line",
     ("events",),
+    flags={"compact": False},
 )
 def watch(ctx: Context, a: Args) -> Any:
     from ..patterns import Pattern, PatternError
@@ -49,11 +53,26 @@ def watch(ctx: Context, a: Args) -> Any:
 
     # built before the loop runs: it reads the CA file
     stream = EventStream(ctx.settings, patterns)
-    trio.run(_watch, stream, ctx.stdout or sys.stdout, sys.stderr)
+    fmt = ctx.flag("format") or ctx.client.env.get("RS_FORMAT") or "json"
+    trio.run(_watch, stream, ctx.stdout or sys.stdout, ctx.stderr or sys.stderr,
+             None if a.get("--compact") else fmt)
     return NO_OUTPUT
 
 
-async def _watch(stream: EventStream, out: IO[str], err: IO[str]) -> None:
+def _pretty(text: str, fmt: str) -> str:
+    import json
+
+    from .output import render
+
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return text
+    return render(event, fmt).rstrip("\n")
+
+
+async def _watch(stream: EventStream, out: IO[str], err: IO[str],
+                 pretty: str | None = None) -> None:
     import signal
 
     import trio
@@ -64,7 +83,7 @@ async def _watch(stream: EventStream, out: IO[str], err: IO[str]) -> None:
     failure: list[BaseException] = []
 
     async def deliver(event: Event, text: str) -> None:
-        await send.send((out, text))
+        await send.send((out, text if pretty is None else _pretty(text, pretty)))
 
     async def notice(frame: Event) -> None:
         if frame.Action == "gap":

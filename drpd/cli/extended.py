@@ -28,10 +28,10 @@ from .registry import (
     Command,
     Context,
     UsageError,
+    bind,
     command,
     commands_for,
     group,
-    match,
 )
 
 NESTED = "extended -l "
@@ -84,7 +84,8 @@ command("create", "<obj>", "create from JSON, YAML, a file, - (stdin), or just a
 )
 for _name in _GENERIC:
     _cmd = _generic_command(_name)
-    command(_name, _cmd.pattern, _cmd.summary, _nested)(_cmd.run)
+    command(_name, _cmd.pattern, _cmd.summary, _nested, flags=_cmd.flags,
+            raw=_cmd.flags is None)(_cmd.run)
 
 
 _SUBCOMMANDS = ", ".join(commands_for(NESTED + "x"))
@@ -121,9 +122,11 @@ def run_extended(ctx: Context, a: Args) -> Any:
         make_client=ctx.make_client,
         usage=usage,
         stdout=ctx.stdout,
+        globals=ctx.globals,
+        stderr=ctx.stderr,
     )
     try:
-        return cmd.run(nested, match(cmd.pattern, words, usage))
+        return cmd.run(nested, bind(cmd, words, usage))
     finally:
         nested.close()
 

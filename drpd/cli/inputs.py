@@ -53,6 +53,32 @@ def parse_value(word: str) -> Any:
     return value
 
 
+#: YAML 1.1 booleans Go's yaml.v2 knows and PyYAML does not (upstream
+#: drpcli decodes runaction values with it)
+_GO_YAML_BOOLS = {"y": True, "Y": True, "n": False, "N": False}
+
+
+def parse_yaml_value(word: str) -> Any:
+    """A value decoded as YAML, as DRP's drpcli decodes ``runaction`` pairs:
+    ``yes``/``on``/``y`` are true, ``[a, b]`` a list, ``k: v`` a map, ``9`` a
+    number, ``"9"`` and ``'9'`` strings, an empty word null. A word YAML
+    cannot read (``a: b: c``) is refused, as upstream does."""
+    if word in _GO_YAML_BOOLS:
+        return _GO_YAML_BOOLS[word]
+    import yaml
+
+    try:
+        value = yaml.load(word, Loader=_loader())
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise CliError(f"Invalid parameters: {word} {problem}") from None
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return word
+    return value
+
+
 def parse_text(text: str, what: str) -> Any:
     """JSON, else YAML; ``what`` names the source in the error."""
     try:
@@ -118,6 +144,57 @@ def parse_filters(words: list[str]) -> list[tuple[str, str]]:
         if not sep or not name:
             raise CliError(f"bad filter {word!r}: expected Field=value")
         pairs.append((name, value))
+    return pairs
+
+
+_ONE_VALUE_OPS = ("Eq", "Lt", "Lte", "Gt", "Gte", "Ne", "In", "Nin", "Re")
+_TWO_VALUE_OPS = ("Between", "Except")
+
+
+def parse_filter_words(words: list[str]) -> list[tuple[str, str]]:
+    """DRP's free-form list filters (its Go client's ``Filter``) to query pairs::
+
+        Name Eq m1   Address Re '10\\..*'   Rank Between 1 5   Arch In amd64,arm64
+        sort Name   reverse   limit 10   offset 20   slim Params,Meta   params a,b   decode
+
+    Operators are matched without regard to case (``eq``, ``EQ``), as upstream.
+    """
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("reverse", "decode"):
+            pairs.append((word, "true"))
+            i += 1
+            continue
+        if word in ("sort", "limit", "offset", "slim", "params"):
+            if i + 1 >= len(words):
+                raise CliError(f"bad filter: {word} needs a value")
+            pairs.append((word, words[i + 1]))
+            i += 2
+            continue
+        if i + 1 >= len(words):
+            raise CliError(f"bad filter: {word} needs an operator and a value "
+                           f"(e.g. {word} Eq <value>)")
+        op = words[i + 1].title()
+        i += 2
+        if op in _ONE_VALUE_OPS:
+            if i >= len(words):
+                raise CliError(f"bad filter: {word} {op} needs a value")
+            pairs.append((word, f"{op}({words[i]})"))
+            i += 1
+        elif op in _TWO_VALUE_OPS:
+            if i < len(words) and "," in words[i]:
+                pairs.append((word, f"{op}({words[i]})"))
+                i += 1
+            elif i + 1 < len(words):
+                pairs.append((word, f"{op}({words[i]},{words[i + 1]})"))
+                i += 2
+            else:
+                raise CliError(f"bad filter: {word} {op} needs two values")
+        else:
+            raise CliError(f"bad filter: unknown operator {words[i - 1]!r} "
+                           f"(operators: {', '.join(_ONE_VALUE_OPS + _TWO_VALUE_OPS)})")
     return pairs
 
 

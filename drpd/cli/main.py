@@ -5,43 +5,36 @@ untrusted certificate, a 4xx from drpd -- drpcli writes exactly one line,
 ``Error: ...``, to stderr and exits 1, so scripts can rely on ``$?`` and on
 stderr being one line. Only answers go to stdout.
 
-Global flags come before the prefix (``drpcli -F yaml machines list``);
-everything after the prefix belongs to the command, so values such as
-``-1`` or ``-`` after ``to`` are never taken for flags.
+Global flags go anywhere, as with DRP's drpcli (``drpcli machines list -F
+yaml``); :mod:`drpd.cli.flags` takes them out. A ``--`` word ends flags, so
+a value that looks like one can still be given (``to -- -E``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import IO, TYPE_CHECKING, NoReturn
+from typing import IO, TYPE_CHECKING, Any
 
+from .. import __version__
 from ..client import DEFAULT_ENDPOINT, Client, ClientError
-from . import actions, admin, catalog, events, extended, files, objects, providers  # noqa: F401 -- registers commands
-from .output import FORMATS, render
-from .registry import NO_OUTPUT, CliError, Context, UsageError, commands_for, groups, match
+from . import actions, admin, catalog, events, extended, files, objects, params, providers  # noqa: F401 -- registers commands
+from .flags import USAGE, Globals, flags_help, split_globals
+from .output import FORMATS, Text, render
+from .registry import NO_OUTPUT, CliError, Context, UsageError, bind, commands_for, groups
 
 if TYPE_CHECKING:
     import httpx
-
-USAGE = "drpcli [global flags] <prefix> <command> [args...]"
 
 GLOBAL_HELP = f"""\
 usage: {USAGE}
 
 Talks to drpd's REST API and prints answers as JSON (or YAML with -F yaml).
+Default endpoint: {DEFAULT_ENDPOINT}.
 
-global flags (before the prefix):
-  -E, --endpoint URL      drpd's API (env RS_ENDPOINT; default {DEFAULT_ENDPOINT})
-  -U, --username NAME     user for HTTP Basic auth (env RS_KEY=user:password)
-  -P, --password PASS     password for HTTP Basic auth
-  -T, --token TOKEN       bearer token instead of a password (env RS_TOKEN)
-      --ca-cert FILE      verify drpd's TLS certificate against FILE (env RS_CA_CERT)
-      --insecure          do not verify drpd's TLS certificate
-  -F, --format FORMAT     json (default) or yaml
-  -h, --help              this help; `drpcli <prefix> help` lists a prefix's commands
+global flags (anywhere on the line):
+{{flags}}
 
 Without --ca-cert, the certificate of a loopback endpoint (127.0.0.0/8, ::1,
 localhost) is accepted as is; any other endpoint must present one the
@@ -51,35 +44,10 @@ prefixes:
 """
 
 
-class _FlagParser(argparse.ArgumentParser):
-    """argparse for the global flags, reporting mistakes our way (one line,
-    exit 1) instead of printing usage and exiting 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, USAGE)
-
-
-def _parser() -> _FlagParser:
-    p = _FlagParser(prog="drpcli", add_help=False, allow_abbrev=False)
-    p.add_argument("-E", "--endpoint")
-    p.add_argument("-U", "--username")
-    p.add_argument("-P", "--password")
-    p.add_argument("-T", "--token")
-    p.add_argument("--ca-cert")
-    p.add_argument("--insecure", action="store_true")
-    p.add_argument("-F", "--format", choices=FORMATS, default="json")
-    p.add_argument("-h", "--help", action="store_true")
-    p.add_argument("words", nargs=argparse.REMAINDER)
-    return p
-
-
-GLOBAL_FLAGS = frozenset(flag for action in _parser()._actions for flag in action.option_strings)
-
-
 def global_help() -> str:
     width = max(len(g.name) for g in groups())
     lines = [f"  {g.name:<{width}}  {g.summary}" for g in groups()]
-    return GLOBAL_HELP + "\n".join(lines) + "\n"
+    return GLOBAL_HELP.format(flags=flags_help()) + "\n".join(lines) + "\n"
 
 
 def group_help(name: str) -> str:
@@ -109,31 +77,48 @@ def run(
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
+    environ: Mapping[str, str] = os.environ if env is None else env
     try:
-        opts = _parser().parse_args(argv)
-        words: list[str] = opts.words
-        if opts.help or words[:1] in (["help"], ["-h"], ["--help"]):
-            stdout.write(global_help())
+        opts, words = split_globals(argv)
+        if opts.get("version") and not words:
+            stdout.write(f"Version: v{__version__}\n")
+            return 0
+        if opts.get("help") or words[:1] in (["help"], ["-h"], ["--help"]):
+            if opts.get("help") and words and commands_for(words[0]):
+                stdout.write(group_help(words[0]))
+            else:
+                stdout.write(global_help())
             return 0
         if not words:
             raise UsageError("missing <prefix>; see drpcli --help", USAGE)
+        fmt = opts.get("format") or environ.get("RS_FORMAT") or "json"
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown format {fmt!r}: drpcli prints {' or '.join(FORMATS)}"
+                             " (no text or table output; use jq)", USAGE)
+        fatal_errors = bool(opts.get("exit-early")) or (
+            environ.get("RS_OBJECT_ERRORS_ARE_FATAL", "").lower() == "true")
 
         def make_client() -> Client:
             return Client(
-                opts.endpoint,
-                opts.username,
-                opts.password,
-                opts.token,
-                opts.ca_cert,
-                opts.insecure,
+                opts.get("endpoint"),
+                opts.get("username"),
+                opts.get("password"),
+                opts.get("token"),
+                opts.get("ca-cert"),
+                bool(opts.get("insecure")),
                 env=env,
                 transport=transport,
+                debug=stderr if opts.get("debug") else None,
             )
 
-        result = dispatch(words, stdin, stdout, make_client)
+        result = dispatch(words, stdin, stdout, make_client, opts, stderr)
         if result is not NO_OUTPUT:
-            stdout.write(render(result, opts.format))
+            stdout.write(render(result, fmt))
             stdout.flush()
+        if fatal_errors:
+            problems = _object_errors(result)
+            if problems:
+                raise CliError(f"the answer has Errors: {'; '.join(problems)}")
         return 0
     except (CliError, ClientError) as exc:
         stderr.write(f"Error: {exc.line()}\n")
@@ -149,17 +134,31 @@ def run(
         return 1
 
 
+def _object_errors(result: Any) -> list[str]:
+    """``Errors`` of an answer (an object, or each object of a list)."""
+    items = result if isinstance(result, list) else [result]
+    found: list[str] = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("Errors"), list):
+            found.extend(str(e) for e in item["Errors"])
+    return found
+
+
 def dispatch(
     words: list[str],
     stdin: IO[str],
     stdout: IO[str],
     make_client: Callable[[], Client],
+    opts: Globals | None = None,
+    stderr: IO[str] | None = None,
 ) -> object:
     """Find the command for ``<prefix> <command>``, bind its words, run it."""
     group_name = words[0]
     cmds = commands_for(group_name)
+    if group_name == "version" and len(words) == 1:
+        return Text(f"Version: v{__version__}")
     if not cmds:
-        if group_name in GLOBAL_FLAGS or group_name.startswith("-"):
+        if group_name.startswith("-"):
             raise UsageError(f"unknown global flag {group_name!r}", USAGE)
         known = ", ".join(g.name for g in groups())
         raise UsageError(f"unknown prefix {group_name!r} (known: {known})")
@@ -181,17 +180,11 @@ def dispatch(
         make_client=make_client,
         usage=usage,
         stdout=stdout,
+        globals=opts,
+        stderr=stderr,
     )
     try:
-        return cmd.run(ctx, match(cmd.pattern, rest, usage))
-    except CliError as exc:
-        misplaced = [w for w in rest if w in GLOBAL_FLAGS]
-        if misplaced:
-            raise CliError(
-                f"{exc.line()} (global flags such as {misplaced[0]} go before the prefix: "
-                f"drpcli {misplaced[0]} ... {group_name} {name} ...)"
-            ) from None
-        raise
+        return cmd.run(ctx, bind(cmd, rest, usage))
     finally:
         ctx.close()
 

@@ -1,10 +1,13 @@
 """The commands every object prefix shares, driven by :data:`drpd.models.KINDS`.
 
 Which commands a prefix gets follows from its :class:`~drpd.models.Kind`:
-all can be listed, shown, waited on and destroyed; only ``writable`` ones
-(not plugin_providers, which are uploaded) take ``create``/``update``/
-``patch``; only those with ``has_params`` get the param commands. Content
-bundles are uploaded whole, so they get no object writes either.
+all can be listed, counted, shown, waited on and destroyed; only
+``writable`` ones (not plugin_providers, which are uploaded) take
+``create``/``update``/``patch``; those with ``has_params`` get the param
+commands (:mod:`drpd.cli.params`). Content bundles are uploaded whole, so
+they get no object writes either. Outputs follow DRP's drpcli: ``destroy``
+prints ``Deleted <kind> <key>``, ``wait`` prints ``complete``/``timeout``/
+``interrupt``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 
 from ..client import ClientError
 from ..models import KINDS
-from .inputs import load_object, parse_duration, parse_filters, parse_value
+from .inputs import load_object, parse_duration, parse_filter_words, parse_filters, parse_value
+from .output import Text
 from .registry import NO_OUTPUT, Args, CliError, Context, command, group
 
 _SUMMARIES = {
@@ -37,18 +41,71 @@ ALL = tuple(KINDS)
 WRITABLE = tuple(p for p, k in KINDS.items() if k.writable and p != "contents")
 WITH_PARAMS = tuple(p for p, k in KINDS.items() if k.has_params)
 
-DEFAULT_WAIT = 10.0
+#: upstream's default for ``wait``: one day
+DEFAULT_WAIT = 86400.0
+
+#: DRP's singular names, as ``destroy`` prints them
+SINGULAR = {
+    "machines": "machine", "params": "param", "profiles": "profile", "users": "user",
+    "plugins": "plugin", "plugin_providers": "plugin_provider", "contents": "content",
+    "tasks": "task", "stages": "stage", "bootenvs": "bootenv", "templates": "template",
+    "workflows": "workflow",
+}
+
+_LIST_FLAGS = {"limit": True, "offset": True, "slim": True, "params": True, "decode": False,
+               "sort": True, "reverse": False}
 
 
-@command("list", "[<filter>...]", "list objects; filters: Field=value, offset=N, limit=N", ALL)
+def list_query(words: list[str], flags: Args) -> list[tuple[str, str]]:
+    """The query of ``list``/``count``: the words in either of upstream's
+    forms (``Name=m1 limit=1``, or ``Name Eq m1 sort Name reverse``), then
+    the ``--limit``-style flags."""
+    if words and "=" in words[0]:
+        pairs = parse_filters(words)
+    else:
+        pairs = parse_filter_words(words)
+    for name in ("limit", "offset", "slim", "params", "sort"):
+        if flags.get("--" + name) is not None:
+            pairs.append((name, str(flags["--" + name])))
+    for name in ("decode", "reverse"):
+        if flags.get("--" + name):
+            pairs.append((name, "true"))
+    return pairs
+
+
+@command("list", "[<filter>...]",
+         "list objects; filters: <index> <Eq|Ne|Lt|Lte|Gt|Gte|Re|In|Nin> <value>, "
+         "<index> <Between|Except> <lo> <hi>, sort <index>, reverse, limit N, offset N "
+         "(or Field=value)", ALL, flags=_LIST_FLAGS)
 def list_objects(ctx: Context, a: Args) -> Any:
-    filters = parse_filters(a["filter"])
-    return ctx.client.list(ctx.prefix, filters)
+    return ctx.client.list(ctx.prefix, list_query(a["filter"], a))
 
 
-@command("show", "<key>", "show one object", ALL)
+@command("count", "[<filter>...]", "count the objects the filters of list select", ALL,
+         flags={k: v for k, v in _LIST_FLAGS.items() if k in ("decode",)})
+def count(ctx: Context, a: Args) -> Any:
+    return ctx.client.count(ctx.prefix, list_query(a["filter"], a))
+
+
+@command("indexes", "", "the indexes list filters and sorts on", ALL)
+def indexes(ctx: Context, a: Args) -> Any:
+    return ctx.client.indexes(ctx.prefix)
+
+
+_SHOW_FLAGS = {"slim": True, "params": True, "decode": False}
+
+
+def _show_query(a: Args) -> list[tuple[str, str]]:
+    query = [(n, str(a["--" + n])) for n in ("slim", "params") if a.get("--" + n)]
+    if a.get("--decode"):
+        query.append(("decode", "true"))
+    return query
+
+
+@command("show", "<key>", "show one object (<key> may be <index>:<value>)", ALL,
+         flags=_SHOW_FLAGS)
 def show(ctx: Context, a: Args) -> Any:
-    return ctx.client.get(ctx.prefix, a["key"])
+    return ctx.client.get(ctx.prefix, a["key"], _show_query(a) or None)
 
 
 @command("exists", "<key>", "exit 0 if the object exists, else 1", ALL)
@@ -56,6 +113,15 @@ def exists(ctx: Context, a: Args) -> Any:
     if not ctx.client.exists(ctx.prefix, a["key"]):
         raise ClientError(f"{ctx.prefix} {a['key']} does not exist", code=404)
     return NO_OUTPUT
+
+
+@command("etag", "<key>", "print the object's revision (its ETag)", ALL)
+def etag(ctx: Context, a: Args) -> Any:
+    return Text(ctx.client.etag(ctx.prefix, a["key"]))
+
+
+def _force(ctx: Context) -> list[tuple[str, str]] | None:
+    return [("force", "true")] if ctx.flag("force") else None
 
 
 @command("create", "<obj>", "create from JSON, YAML, a file, - (stdin), or just a name", WRITABLE)
@@ -66,15 +132,62 @@ def create(ctx: Context, a: Args) -> Any:
         obj = {"Name": str(obj)}
     if not isinstance(obj, dict):
         raise CliError(f"create needs an object, got {_json_type(obj)}")
-    return ctx.client.create(ctx.prefix, obj)
+    return ctx.client.create(ctx.prefix, obj, _force(ctx))
 
 
-@command("update", "<key> <obj>", "merge a partial object into the stored one", WRITABLE)
+@command("update", "<key> <obj>",
+         "merge a partial object into the stored one; with -r <ref>, only if the stored "
+         "object still has ref's values where it changes", WRITABLE)
 def update(ctx: Context, a: Args) -> Any:
     obj = load_object(a["obj"], ctx.stdin)
     if not isinstance(obj, dict):
         raise CliError(f"update needs a (partial) object, got {_json_type(obj)}")
-    return ctx.client.merge_patch(ctx.prefix, a["key"], obj)
+    ref = ctx.flag("ref")
+    if ref is None:
+        return ctx.client.merge_patch(ctx.prefix, a["key"], obj, _force(ctx))
+    base = load_object(ref, ctx.stdin)
+    if not isinstance(base, dict):
+        raise CliError(f"the -r reference must be an object, got {_json_type(base)}")
+    ops = paranoid_patch(base, merge_patch(base, obj))
+    if not ops:
+        return base
+    return ctx.client.json_patch(ctx.prefix, a["key"], ops, _force(ctx))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396, on plain values (what ``update`` means by merging)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def json_pointer(*parts: str) -> str:
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def paranoid_patch(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """A JSON Patch from ``old`` to ``new`` that first tests each changed
+    top-level field still holds ``old``'s value: DRP's ParanoidPatch, so a
+    change made meanwhile by someone else fails (409) instead of being lost."""
+    ops: list[dict[str, Any]] = []
+    for key in sorted(set(old) | set(new)):
+        if key in old and key in new and old[key] == new[key]:
+            continue
+        path = json_pointer(key)
+        if key in old:
+            ops.append({"op": "test", "path": path, "value": old[key]})
+        if key not in new:
+            ops.append({"op": "remove", "path": path})
+        else:
+            ops.append({"op": "replace" if key in old else "add", "path": path,
+                        "value": new[key]})
+    return ops
 
 
 @command("patch", "<key> <json-patch>", "apply an RFC 6902 JSON Patch", WRITABLE)
@@ -85,22 +198,27 @@ def patch(ctx: Context, a: Args) -> Any:
             f"a JSON Patch is a list of operations, got {_json_type(ops)} "
             f"(to merge a partial object use: drpcli {ctx.group} update)"
         )
-    return ctx.client.json_patch(ctx.prefix, a["key"], ops)
+    return ctx.client.json_patch(ctx.prefix, a["key"], ops, _force(ctx))
 
 
-@command("destroy", "<key>", "delete the object and print it", ALL)
+@command("destroy", "<key>", "delete the object; prints Deleted <kind> <key>", ALL)
 def destroy(ctx: Context, a: Args) -> Any:
-    return ctx.client.delete(ctx.prefix, a["key"])
+    ctx.client.delete(ctx.prefix, a["key"])
+    kind = SINGULAR.get(ctx.prefix, "extended" if ctx.group != ctx.prefix else ctx.prefix)
+    return Text(f"Deleted {kind} {a['key']}")
 
 
 @command(
     "wait",
     "<key> <field> <value> [<timeout>]",
-    f"wait until field equals value (timeout in seconds, default {DEFAULT_WAIT:g})",
+    "wait until field equals value; prints complete, timeout or interrupt "
+    "(timeout in seconds or 30s/5m/1h, default one day)",
     ALL,
 )
 def wait(ctx: Context, a: Args) -> Any:
-    """Polls ``show``; fails when the object vanishes or time runs out.
+    """Polls ``show`` as DRP's drpcli waits on events, and answers as it
+    does: ``complete``, ``timeout`` or ``interrupt`` (Ctrl-C), exit status
+    0 for all three; an object that is not there is an error.
 
     The value is compared JSON-parsed (``true``, ``3``), and also as the raw
     word against a string field, so ``wait k Name 9`` matches ``"9"``.
@@ -110,20 +228,19 @@ def wait(ctx: Context, a: Args) -> Any:
     wanted = parse_value(word)
     deadline = time.monotonic() + timeout
     delay = 0.05
-    while True:
-        obj = ctx.client.get(ctx.prefix, key)
-        found, current = field_of(obj, field_path)
-        if found and ((current == wanted and _same_type(current, wanted)) or current == word):
-            return obj
-        left = deadline - time.monotonic()
-        if left <= 0:
-            shown = _short(current) if found else "absent"
-            raise CliError(
-                f"timed out after {timeout:g}s waiting for {ctx.prefix} {key} "
-                f"{field_path} = {word} (it is {shown})"
-            )
-        time.sleep(min(delay, left))
-        delay = min(delay * 2, 1.0)
+    try:
+        while True:
+            obj = ctx.client.get(ctx.prefix, key)
+            found, current = field_of(obj, field_path)
+            if found and ((current == wanted and _same_type(current, wanted)) or current == word):
+                return Text("complete")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Text("timeout")
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
+    except KeyboardInterrupt:
+        return Text("interrupt")
 
 
 def field_of(obj: Any, path: str) -> tuple[bool, Any]:
@@ -143,31 +260,6 @@ def field_of(obj: Any, path: str) -> tuple[bool, Any]:
             if found:
                 return True, value
     return False, None
-
-
-@command("params", "<key>", "show all params of the object", WITH_PARAMS)
-def params(ctx: Context, a: Args) -> Any:
-    return ctx.client.params(ctx.prefix, a["key"])
-
-
-@command("get", "<key> param <name>", "show one param", WITH_PARAMS)
-def get_param(ctx: Context, a: Args) -> Any:
-    return ctx.client.get_param(ctx.prefix, a["key"], a["name"])
-
-
-@command(
-    "set",
-    "<key> param <name> to <value>",
-    "set one param (value: JSON, else a string)",
-    WITH_PARAMS,
-)
-def set_param(ctx: Context, a: Args) -> Any:
-    return ctx.client.set_param(ctx.prefix, a["key"], a["name"], parse_value(a["value"]))
-
-
-@command("remove", "<key> param <name>", "remove one param", WITH_PARAMS)
-def remove_param(ctx: Context, a: Args) -> Any:
-    return ctx.client.delete_param(ctx.prefix, a["key"], a["name"])
 
 
 def _same_type(a: Any, b: Any) -> bool:

@@ -14,8 +14,15 @@ from typing import Any
 FORMATS = ("json", "yaml")
 
 
+class Text(str):
+    """An answer printed as the text it is, in every format: DRP's drpcli
+    prints some answers as plain lines (``Deleted machine m1``, ``complete``)."""
+
+
 def render(value: Any, fmt: str = "json") -> str:
     """The text to write to stdout, ending in a newline."""
+    if isinstance(value, Text):
+        return value if value.endswith("\n") else value + "\n"
     if fmt == "yaml":
         import yaml  # only paid for when asked for
 

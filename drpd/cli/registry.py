@@ -61,7 +61,14 @@ class Context:
     usage: str = ""
     #: where a command that prints more than its answer writes (nested help)
     stdout: IO[str] | None = None
+    #: the global flags (drpd.cli.flags.Globals); None in tests that build a Context
+    globals: Any = None
+    stderr: IO[str] | None = None
     _client: Client | None = field(default=None, repr=False)
+
+    def flag(self, name: str, default: Any = None) -> Any:
+        """A global flag's value (``ref``, ``force``, ``catalog``, ...)."""
+        return default if self.globals is None else self.globals.get(name, default)
 
     @property
     def client(self) -> Client:
@@ -89,9 +96,15 @@ class Command:
     summary: str
     run: Handler
     applies: Callable[[str], bool]
+    #: the command's own ``--flags``: name -> takes a value; None: the
+    #: command reads flags itself from its words
+    flags: dict[str, bool] | None = None
 
     def usage(self, group: str) -> str:
-        return f"drpcli {group} {self.name} {self.pattern}".rstrip()
+        text = f"drpcli {group} {self.name} {self.pattern}".rstrip()
+        if self.flags:
+            text += " " + " ".join(f"[--{n}{' <v>' if v else ''}]" for n, v in self.flags.items())
+        return text
 
 
 @dataclass(frozen=True)
@@ -114,12 +127,16 @@ def groups() -> list[Group]:
 
 
 def command(
-    name: str, pattern: str, summary: str, groups: Iterable[str] | Callable[[str], bool]
+    name: str, pattern: str, summary: str, groups: Iterable[str] | Callable[[str], bool],
+    flags: dict[str, bool] | None = None,
+    raw: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register ``run`` as ``drpcli <group> <name> <pattern>`` for ``groups``
     (names, or a predicate on the group name). Later registrations of the
     same name for the same group win, so a specialised command can override
-    a generic one."""
+    a generic one. ``flags`` are the command's own ``--flags`` (name ->
+    takes a value), bound as ``--name`` in its args; ``raw`` commands get
+    every word and read their flags themselves."""
     if callable(groups):
         applies = groups
     else:
@@ -129,7 +146,8 @@ def command(
             return g in names
 
     def register(run: Handler) -> Handler:
-        _COMMANDS.append(Command(name, pattern, summary, run, applies))
+        _COMMANDS.append(Command(name, pattern, summary, run, applies,
+                                 None if raw else dict(flags or {})))
         return run
 
     return register
@@ -141,6 +159,59 @@ def commands_for(group_name: str) -> dict[str, Command]:
         if cmd.applies(group_name):
             found[cmd.name] = cmd
     return found
+
+
+# -- a command's own flags ---------------------------------------------------
+
+_FLAG_WORD = re.compile(r"^--[A-Za-z][A-Za-z0-9-]*(=.*)?$", re.DOTALL)
+
+
+def take_flags(words: list[str], allowed: dict[str, bool], usage: str
+               ) -> tuple[list[str], dict[str, Any]]:
+    """Take ``--name value`` / ``--name=value`` / ``--name`` (booleans) out of
+    ``words`` wherever they are; a ``--`` word ends flags and is dropped.
+    Returns the other words and ``{name: value}`` (True for booleans)."""
+    rest: list[str] = []
+    found: dict[str, Any] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            rest.extend(words[i + 1:])
+            break
+        if not _FLAG_WORD.match(word):
+            rest.append(word)
+            i += 1
+            continue
+        name, eq, value = word[2:].partition("=")
+        if name not in allowed:
+            known = ", ".join(f"--{n}" for n in allowed) or "none"
+            raise UsageError(f"unknown flag --{name} (flags: {known}; "
+                             "put -- before a value that starts with --)", usage)
+        if allowed[name]:
+            if not eq:
+                if i + 1 >= len(words):
+                    raise UsageError(f"--{name} needs a value", usage)
+                value = words[i + 1]
+                i += 1
+            found[name] = value
+        else:
+            if eq and value.lower() not in ("true", "false", "1", "0"):
+                raise UsageError(f"--{name} takes true or false, not {value!r}", usage)
+            found[name] = (value.lower() in ("true", "1")) if eq else True
+        i += 1
+    return rest, found
+
+
+def bind(cmd: Command, words: list[str], usage: str) -> Args:
+    """The args of ``cmd`` from its words: its flags, then its pattern."""
+    if cmd.flags is None:
+        return match(cmd.pattern, words, usage)
+    rest, found = take_flags(words, cmd.flags, usage)
+    args = match(cmd.pattern, rest, usage)
+    for name in cmd.flags:
+        args["--" + name] = found.get(name)
+    return args
 
 
 # -- patterns --------------------------------------------------------------
