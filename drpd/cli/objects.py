@@ -204,7 +204,8 @@ def patch(ctx: Context, a: Args) -> Any:
 @command("destroy", "<key>", "delete the object; prints Deleted <kind> <key>", ALL)
 def destroy(ctx: Context, a: Args) -> Any:
     ctx.client.delete(ctx.prefix, a["key"])
-    kind = SINGULAR.get(ctx.prefix, "extended" if ctx.group != ctx.prefix else ctx.prefix)
+    # `extended -l <prefix>` says "extended", as upstream's extended command does
+    kind = "extended" if ctx.group != ctx.prefix else SINGULAR.get(ctx.prefix, ctx.prefix)
     return Text(f"Deleted {kind} {a['key']}")
 
 
