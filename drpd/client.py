@@ -30,7 +30,7 @@ import json as _json
 import os
 import ssl
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -381,6 +381,11 @@ class Client:
             return ClientError(f"timed out {kind} {where}")
         if isinstance(exc, httpx.ConnectError):
             return ClientError(f"cannot connect to {where}: {_root_reason(exc)}")
+        if where.startswith("http://") and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError) \
+                and _speaks_tls(where):
+            https = "https://" + where[len("http://"):]
+            return ClientError(f"{where} does not answer plain HTTP: drpd serves HTTPS there; "
+                               f"use -E {https} (or RS_ENDPOINT={https})")
         return ClientError(f"request to {where} failed: {_root_reason(exc)}")
 
     # -- JSON helpers ------------------------------------------------------
@@ -599,23 +604,33 @@ class Client:
                 f"{response.status_code} with a body that is not JSON"
             ) from None
 
-    def download_provider(self, name: str, out: IO[bytes]) -> int:
+    def download_provider(self, name: str, out: IO[bytes],
+                          progress: Callable[[int | None], Any] | None = None) -> int:
         """Write provider ``name``'s executable to ``out``; returns its size."""
-        return self.download(quote_path("plugin_providers", name, "binary"), out)
+        return self.download(quote_path("plugin_providers", name, "binary"), out, progress)
 
-    def download(self, path: str, out: IO[bytes]) -> int:
+    def download(self, path: str, out: IO[bytes],
+                 progress: Callable[[int | None], Any] | None = None) -> int:
         """GET ``path`` and stream the body into ``out`` chunk by chunk;
         returns the number of bytes written. A non-2xx answer raises as
-        :meth:`request` does, and nothing is written."""
+        :meth:`request` does, and nothing is written. ``progress(size)``
+        may return a progress bar (``advance``, ``finish``) for the body's
+        announced size."""
         written = 0
         try:
             with self._http.stream("GET", path) as response:
                 if not response.is_success:
                     response.read()
                     raise ClientError.from_response(response)
+                length = response.headers.get("Content-Length", "")
+                bar = progress(int(length) if length.isdigit() else None) if progress else None
                 for chunk in response.iter_bytes(65_536):
                     out.write(chunk)
                     written += len(chunk)
+                    if bar is not None:
+                        bar.advance(len(chunk))
+                if bar is not None:
+                    bar.finish()
         except httpx.InvalidURL as exc:
             raise ClientError(f"invalid request path {path!r}: {exc}") from None
         except httpx.HTTPError as exc:
@@ -630,7 +645,7 @@ class Client:
         path = path.rstrip("/")
         return self.json("GET", files_path(path + "/" if path else ""))
 
-    def upload_file(self, path: str, body: IO[bytes]) -> tuple[int, Any]:
+    def upload_file(self, path: str, body: IO[bytes], explode: bool = False) -> tuple[int, Any]:
         """Store an open binary file as ``path`` in the file space, streamed.
 
         Answers the status (201 new, 200 replaced) and ``{Path, Size,
@@ -638,7 +653,8 @@ class Client:
         that provider and answers the provider instead.
         """
         response = self.request(
-            "POST", files_path(path), content=body, content_type="application/octet-stream"
+            "POST", files_path(path), content=body, content_type="application/octet-stream",
+            params={"explode": "true"} if explode else None,
         )
         try:
             return response.status_code, response.json()
@@ -648,9 +664,10 @@ class Client:
                 "with a body that is not JSON"
             ) from None
 
-    def download_file(self, path: str, out: IO[bytes]) -> int:
+    def download_file(self, path: str, out: IO[bytes],
+                      progress: Callable[[int | None], Any] | None = None) -> int:
         """Write the file space's ``path`` to ``out``; returns its size."""
-        return self.download(files_path(path), out)
+        return self.download(files_path(path), out, progress)
 
     def delete_file(self, path: str) -> Any:
         """Remove a file (or an empty directory: ``path`` ending in ``/``)."""
@@ -669,6 +686,24 @@ class Client:
         return self.json(
             "PUT", quote_path("contents", name), content=bundle, content_type="application/json"
         )
+
+
+def _speaks_tls(endpoint: str) -> bool:
+    """Whether ``endpoint``'s port completes a TLS handshake (certificate not
+    checked: this only explains why plain HTTP got no answer)."""
+    import socket
+
+    parts = urllib.parse.urlsplit(endpoint)
+    host, port = parts.hostname or "", parts.port or 80
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=host):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

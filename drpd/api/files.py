@@ -8,7 +8,9 @@ read-only at ``/files/<path>`` (``drpd/static.py``). Here it is managed:
   directory and renamed over ``<path>`` once complete, so a reader (or the
   static port) sees the old file or the whole new one, never a part. At most
   ``max_file_size`` bytes (413 above it). Answers ``{Path, Size, Sha256}``,
-  201 for a new file and 200 for a replaced one.
+  201 for a new file and 200 for a replaced one. ``?explode=true`` (DRP's)
+  then unpacks the stored tar or zip archive into its directory
+  (:mod:`drpd.explode`) and adds ``Exploded``, the unpacked files.
 * ``POST /files/plugin_providers/<name>`` (exactly those two segments) is
   not a plain file: it installs the body as provider ``<name>`` through the
   same path as ``POST /plugin_providers/<name>`` (define, validate, atomic
@@ -362,8 +364,25 @@ async def _store(fp: FilePath) -> Response:
         raise _fs_error(exc, fp) from None
     finally:
         await trio.to_thread.run_sync(lambda: Path(tmp).unlink(missing_ok=True))
-    return json_response({"Path": fp.text, "Size": size, "Sha256": digest.hexdigest()},
-                         200 if existed else 201)
+    answer: dict[str, Any] = {"Path": fp.text, "Size": size, "Sha256": digest.hexdigest()}
+    if request.args.get("explode", "").lower() in ("true", "1", "yes"):
+        answer["Exploded"] = await _explode(root, fp)
+    return json_response(answer, 200 if existed else 201)
+
+
+async def _explode(root: Path, fp: FilePath) -> list[str]:
+    """DRP's ``?explode=true``: unpack the stored archive next to it."""
+    from ..explode import ExplodeError, explode
+
+    archive = root.joinpath(*fp.segments)
+    limit = ctx().settings.max_file_size
+    try:
+        return await trio.to_thread.run_sync(explode, archive, archive.parent, root, limit)
+    except ExplodeError as exc:
+        raise Unprocessable(f"files/{fp.text}: cannot explode: {exc}", model="files",
+                            key=fp.text) from None
+    except OSError as exc:
+        raise _fs_error(exc, fp) from None
 
 
 async def _install_provider(name: str) -> Response:

@@ -256,7 +256,10 @@ async def item(prefix: str, rest: str) -> Response:
     if method in ("GET", "HEAD"):
         await read_body()
         record = resolve(kind, key)
-        return json_response(show(kind, record), etag=record.etag)
+        from .queries import shape_one  # ?slim=Params,Meta&params=a,b
+
+        return json_response(shape_one(show(kind, record), prefix, request.args),
+                             etag=record.etag)
     if method == "POST":
         await read_body()
         raise MethodNotAllowed(f"POST a new object to /api/v3/{prefix}", model=prefix)

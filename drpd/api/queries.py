@@ -348,7 +348,6 @@ def run_list(kind: Kind, records: list[Record], show: Callable[[Kind, Record], d
             if sort_kind == "list":
                 raise BadRequest(f"index {sort_by!r} is unordered", model=prefix)
     slim = _slim(args.get("slim"), prefix)
-    wanted_params = args.get("params")
     items = [show(kind, r) for r in records]
     total = len(items)
     items = [item for item in items if all(test(get(item)) for get, test in tests)]
@@ -359,15 +358,23 @@ def run_list(kind: Kind, records: list[Record], show: Callable[[Kind, Record], d
     if _truthy(args.get("reverse")):
         items.reverse()
     items = items[offset:] if limit is None else items[offset: offset + limit]
-    if wanted_params:
-        names = {p.strip() for p in wanted_params.split(",") if p.strip()}
-        for item in items:
-            if isinstance(item.get("Params"), dict):
-                item["Params"] = {k: v for k, v in item["Params"].items() if k in names}
     for item in items:
-        for name in slim:
-            item.pop(name, None)
+        _shape(item, slim, args.get("params"))
     return ListResult(items, total, matched)
+
+
+def shape_one(item: dict[str, Any], prefix: str, args: Any) -> dict[str, Any]:
+    """``slim`` and ``params`` on one shown object (``GET /<prefix>/<key>``)."""
+    _shape(item, _slim(args.get("slim"), prefix), args.get("params"))
+    return item
+
+
+def _shape(item: dict[str, Any], slim: list[str], wanted_params: str | None) -> None:
+    if wanted_params and isinstance(item.get("Params"), dict):
+        names = {p.strip() for p in wanted_params.split(",") if p.strip()}
+        item["Params"] = {k: v for k, v in item["Params"].items() if k in names}
+    for name in slim:
+        item.pop(name, None)
 
 
 def _slim(raw: str | None, prefix: str) -> list[str]:

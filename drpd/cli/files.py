@@ -1,6 +1,6 @@
 """The file space: ``drpcli files upload|download|list|destroy``.
 
-    drpcli files upload <local> [as <path>]      (default path: the file's basename)
+    drpcli files upload <local> [as <path>] [--explode]  (default path: the file's basename)
     drpcli files download <path> [to <local>]    (no `to`, or `to -`: stdout)
     drpcli files list [<path>]
     drpcli files destroy <path>
@@ -9,7 +9,10 @@ Paths are relative to drpd's file space (``<state>/files``, served read-only
 by the static port at ``/files/<path>``). ``upload`` streams the file and
 prints ``{Path, Size, Sha256}``; uploading ``as plugin_providers/<name>``
 installs the file as provider ``<name>`` and prints the provider (drpd
-checks it as ``plugin_providers upload`` does). ``download`` to a file
+checks it as ``plugin_providers upload`` does). ``--explode`` asks drpd to
+unpack the uploaded tar or zip archive into the directory it was stored in
+(DRP's ``?explode=true``). Transfers over a few MiB draw a progress bar on
+stderr when it is a terminal. ``download`` to a file
 writes a temporary file next to the target and renames it into place once
 complete, so the target is never a partial file; a target that is a
 directory gets the path's basename inside it. ``destroy`` removes a file, or
@@ -23,7 +26,7 @@ import posixpath
 import sys
 from typing import IO, Any
 
-from .inputs import atomic_write, open_for_upload
+from .inputs import atomic_write, open_for_upload, progress_for, with_progress
 from .registry import NO_OUTPUT, Args, Context, UsageError, command, group
 
 group("files", "the file space the static port serves")
@@ -33,8 +36,10 @@ group("files", "the file space the static port serves")
     "upload",
     "<local> [as <path>]",
     "store a local file in the file space (streamed); "
-    "as plugin_providers/<name> installs it as provider <name>",
+    "as plugin_providers/<name> installs it as provider <name>; "
+    "--explode unpacks a tar or zip archive where it is stored",
     ("files",),
+    flags={"explode": False},
 )
 def upload(ctx: Context, a: Args) -> Any:
     local = a["local"]
@@ -43,7 +48,8 @@ def upload(ctx: Context, a: Args) -> Any:
         raise UsageError(f"cannot name a file after {local!r}; use: upload <local> as <path>",
                          ctx.usage)
     with open_for_upload(local) as fh:
-        _, answer = ctx.client.upload_file(path, fh)
+        _, answer = ctx.client.upload_file(path, with_progress(fh, path),
+                                           explode=bool(a.get("--explode")))
     return answer
 
 
@@ -59,7 +65,7 @@ def download(ctx: Context, a: Args) -> Any:
         raise UsageError("empty <path>", ctx.usage)
     if target is None or target == "-":
         out = _binary_stdout(ctx.stdout)
-        ctx.client.download_file(path, out)
+        ctx.client.download_file(path, out, lambda size: progress_for(path, size))
         out.flush()
         return NO_OUTPUT
     if not target:
@@ -69,7 +75,8 @@ def download(ctx: Context, a: Args) -> Any:
         if not name:
             raise UsageError(f"cannot name a local file after {path!r}", ctx.usage)
         target = os.path.join(target, name)
-    atomic_write(target, lambda out: ctx.client.download_file(path, out))
+    atomic_write(target, lambda out: ctx.client.download_file(
+        path, out, lambda size: progress_for(path, size)))
     return NO_OUTPUT
 
 

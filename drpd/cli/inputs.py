@@ -253,6 +253,53 @@ def open_for_upload(path: str) -> IO[bytes]:
         raise CliError(f"cannot read {path}: {_os_reason(exc)}") from None
 
 
+#: transfers at least this big get a progress bar (on a terminal only)
+PROGRESS_MIN = 4 * 1024 * 1024
+
+
+def progress_for(label: str, size: int | None, stream: IO[str] | None = None) -> Any:
+    """A :class:`drpd.catalog.Progress` on stderr for a transfer of ``size``
+    bytes, or None: small or unknown transfers, or stderr not a terminal."""
+    if size is None or size < PROGRESS_MIN:
+        return None
+    from ..catalog import Progress
+
+    progress = Progress(label, stream)
+    return progress if progress.enabled else None
+
+
+class ProgressReader:
+    """A binary file that advances a progress bar as httpx reads it for an
+    upload; ``fileno`` stays, so httpx still sends a Content-Length."""
+
+    def __init__(self, fh: IO[bytes], progress: Any) -> None:
+        self.fh = fh
+        self.progress = progress
+        self.progress.start(os.fstat(fh.fileno()).st_size)
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.fh.read(size)
+        if chunk:
+            self.progress.advance(len(chunk))
+        else:
+            self.progress.finish()
+        return chunk
+
+    def fileno(self) -> int:
+        return self.fh.fileno()
+
+    def __iter__(self) -> Any:
+        while chunk := self.read(65_536):
+            yield chunk
+
+
+def with_progress(fh: IO[bytes], label: str) -> Any:
+    """``fh``, wrapped in a :class:`ProgressReader` when it is big and stderr
+    is a terminal."""
+    progress = progress_for(label, os.fstat(fh.fileno()).st_size)
+    return fh if progress is None else ProgressReader(fh, progress)
+
+
 def atomic_write(target: str, write: Any, mode: int | None = None) -> None:
     """Call ``write(binary_file)`` on a temporary file next to ``target``, then
     rename it over ``target``; on any failure ``target`` is untouched and the

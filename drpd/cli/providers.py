@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 from ..models.names import is_valid_provider_name
-from .inputs import atomic_write, open_for_upload
+from .inputs import atomic_write, open_for_upload, progress_for, with_progress
 from .registry import NO_OUTPUT, Args, Context, UsageError, command
 
 
@@ -52,7 +52,7 @@ def upload(ctx: Context, a: Args) -> Any:
     else:
         name, path = _check_name(a["name-or-file"], ctx.usage), a["file"]
     with open_for_upload(path) as fh:
-        _, provider = ctx.client.upload_provider(name, fh)
+        _, provider = ctx.client.upload_provider(name, with_progress(fh, name))
     return provider
 
 
@@ -68,7 +68,8 @@ def download(ctx: Context, a: Args) -> Any:
         raise UsageError("empty target file name", ctx.usage)
     if os.path.isdir(target):
         target = os.path.join(target, name)
-    atomic_write(target, lambda out: ctx.client.download_provider(name, out), mode=0o755)
+    atomic_write(target, lambda out: ctx.client.download_provider(
+        name, out, lambda size: progress_for(name, size)), mode=0o755)
     return NO_OUTPUT
 
 
