@@ -614,8 +614,8 @@ class Client:
         """GET ``path`` and stream the body into ``out`` chunk by chunk;
         returns the number of bytes written. A non-2xx answer raises as
         :meth:`request` does, and nothing is written. ``progress(size)``
-        may return a progress bar (``advance``, ``finish``) for the body's
-        announced size."""
+        may return a progress bar (``start``, ``advance``, ``finish``) for
+        the body's announced size."""
         written = 0
         try:
             with self._http.stream("GET", path) as response:
@@ -623,7 +623,10 @@ class Client:
                     response.read()
                     raise ClientError.from_response(response)
                 length = response.headers.get("Content-Length", "")
-                bar = progress(int(length) if length.isdigit() else None) if progress else None
+                total = int(length) if length.isdigit() else None
+                bar = progress(total) if progress else None
+                if bar is not None:
+                    bar.start(total)
                 for chunk in response.iter_bytes(65_536):
                     out.write(chunk)
                     written += len(chunk)

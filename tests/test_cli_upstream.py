@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -407,3 +408,63 @@ def test_help_without_markup() -> None:
                        text=True, timeout=DEADLINE, cwd=REPO)
     assert r.returncode == 0 and "``" not in r.stdout and ":mod:" not in r.stdout
     assert "plugin providers" in r.stdout
+
+
+def test_catalog_update_local(env: dict[str, str], drpd: DrpdProcess, tmp_path: Path) -> None:
+    """``catalog updateLocal`` mirrors the catalog into the file space with a
+    catalog of its own that installs from there."""
+    r = run(env, "catalog", "updateLocal")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines and all(line.startswith("Downloading ") for line in lines)
+    assert any(line.endswith("rebar-catalog/incrementer/1.0.0/any/any/incrementer")
+               for line in lines), lines
+    # nothing new the second time
+    again = run(env, "catalog", "updateLocal")
+    assert (again.returncode, again.stdout) == (0, ""), again.stderr
+    local = drpd.state_dir / "files" / "rebar-catalog" / "rackn-catalog" / "v1.0.0.json"
+    items = json.loads(run(env, "-c", str(local), "catalog", "items").stdout)
+    assert items["incrementer"] == {"Type": "PluginProvider", "Versions": ["1.0.0"]}
+    target = tmp_path / "incrementer"
+    got = run(env, "catalog", "item", "download", "incrementer", "to", str(target),
+              "-c", str(local))
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["Path"] == str(target) and os.access(target, os.X_OK)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("size", "tty", "bar"), [
+    (5 * 1024 * 1024, True, True),
+    (1024, True, False),  # small: no bar
+    (5 * 1024 * 1024, False, False),  # stderr not a terminal: no bar
+])
+def test_progress_bar_for_big_transfers_on_a_terminal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, tty: bool, bar: bool) -> None:
+    big = tmp_path / "big.iso"
+    big.write_bytes(b"x" * size)
+    screen = _Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", screen)
+    received: list[int] = []
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            received.append(len(request.read()))
+            return httpx.Response(201, json={"Path": "big.iso", "Size": size})
+        return httpx.Response(200, content=b"y" * size, headers={"Content-Length": str(size)})
+
+    out = io.StringIO()
+    code = cli_main.run(["files", "upload", str(big)], stdout=out, stderr=screen, env={},
+                        transport=httpx.MockTransport(reply))
+    assert code == 0 and received == [size]
+    code = cli_main.run(["files", "download", "big.iso", "to", str(tmp_path / "copy")],
+                        stdout=out, stderr=screen, env={}, transport=httpx.MockTransport(reply))
+    assert code == 0 and (tmp_path / "copy").stat().st_size == size
+    drawn = screen.getvalue()
+    if bar:
+        assert drawn.count("100%") == 2 and "5.0 MiB/5.0 MiB" in drawn
+    else:
+        assert drawn == ""

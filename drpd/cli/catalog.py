@@ -7,6 +7,7 @@
     drpcli catalog item download <name> [to <file>] [--version <v>]
     drpcli catalog items list                         (drpd: every item, a list)
     drpcli catalog install <name> [--version <v>]     (drpd: = item install)
+    drpcli catalog updateLocal [--version <min>|stable] [--tip]   (mirror into the file space)
 
 The catalog comes from the global ``-c``/``--catalog`` flag, else
 ``RS_CATALOG``, else drpd's ``catalog_url``, else the one shipped inside the
@@ -38,18 +39,24 @@ from ..catalog import (
     CONTENT_TYPES,
     Catalog,
     CatalogError,
+    CatalogItem,
     Progress,
     catalog_location,
     expected_digest,
     fetch,
+    is_stable,
+    parse_catalog,
     pick,
     read_catalog,
+    sort_items,
     source_of,
     stable_version,
+    version_key,
 )
 from ..client import ClientError
 from .inputs import parse_text
-from .registry import Args, CliError, Context, UsageError, command, group
+from .output import Text
+from .registry import NO_OUTPUT, Args, CliError, Context, UsageError, command, group
 
 group("catalog", "installable providers and content from a catalog")
 
@@ -276,3 +283,120 @@ def _install_content(ctx: Context, data: bytes, source: str) -> Any:
     if name in ctx.client.content_names():
         return ctx.client.replace_content(name, data)
     return ctx.client.create_content(data)
+
+
+# -- catalog updateLocal -----------------------------------------------------
+
+LOCAL_DIR = "rebar-catalog"
+LOCAL_CATALOGS = f"{LOCAL_DIR}/rackn-catalog"
+
+
+@command("updateLocal", "[<flags>...]",
+         "mirror the catalog's items into drpd's file space (rebar-catalog/) with a local "
+         "catalog that points at them (--version <min>|stable, --tip)", ("catalog",), raw=True)
+def update_local(ctx: Context, a: Args) -> Any:
+    """DRP's ``catalog updateLocal``: every selected item of the catalog not
+    yet mirrored is downloaded, checked against its digest and stored in the
+    file space under ``rebar-catalog/<Name>/<Version>/``; then
+    ``rebar-catalog/rackn-catalog/<version>.json`` lists the mirrored items
+    with Sources relative to it, so ``-c <static port>/files/rebar-catalog/
+    rackn-catalog/<version>.json`` installs without the internet. Prints one
+    ``Downloading <source> to store at <path>`` line per file, as upstream."""
+    words = [w for w in a["flags"] if w != "--tip"]
+    tip = len(words) != len(a["flags"])
+    rest, flags = parse_flags(words, (VERSION_FLAG, CATALOG_FLAG), ctx.usage)
+    if rest:
+        raise UsageError(f"unexpected argument {rest[0]!r}", ctx.usage)
+    minimum = flags.get(VERSION_FLAG, "")
+    floor = None
+    if minimum and minimum != "stable":
+        floor = version_key(minimum)
+        if floor is None:
+            raise UsageError(f"Invalid version: {minimum}", ctx.usage)
+    source = load(ctx, flags.get(CATALOG_FLAG))
+    local = _local_catalog(ctx)
+    have = {(i.Name, i.Version) for i in local}
+    lines: list[str] = []
+    mirrored: list[CatalogItem] = []
+    for item in source.items:
+        is_tip = item.Version == "tip"
+        if is_tip and not tip:
+            continue
+        if not is_tip and minimum == "stable" and not is_stable(item.Version):
+            continue
+        if not is_tip and floor is not None:
+            key = version_key(item.Version)
+            if key is None or key < floor:
+                continue
+        if (item.Name, item.Version) in have or item.ContentType not in CONTENT_TYPES:
+            continue
+        mirrored.append(_mirror(ctx, source, item, lines))
+    catalog = sort_items([*local, *mirrored])
+    body = msgspec.json.encode({
+        "meta": {**source.meta, "Name": "rackn-catalog", "Version": "1.0.0",
+                 "Description": "drpd's local mirror (drpcli catalog updateLocal)"},
+        "sections": {"catalog_items": {i.Id: _builtins(i) for i in catalog}}})
+    with tempfile.TemporaryFile() as tmp:
+        tmp.write(body)
+        tmp.seek(0)
+        ctx.client.upload_file(f"{LOCAL_CATALOGS}/v1.0.0.json", tmp)
+    return Text("".join(lines)) if lines else NO_OUTPUT
+
+
+def _local_catalog(ctx: Context) -> list[CatalogItem]:
+    """The items of the newest ``rebar-catalog/rackn-catalog/*.json`` (none yet: [])."""
+    import io
+
+    try:
+        names = ctx.client.list_files(LOCAL_CATALOGS)
+    except ClientError as exc:
+        if exc.code == 404:
+            return []
+        raise
+    found = [(version_key(n[:-5].lstrip("v")), n) for n in names if n.endswith(".json")]
+    found = [(k, n) for k, n in found if k is not None]
+    if not found:
+        return []
+    name = max(found)[1]
+    buf = io.BytesIO()
+    ctx.client.download_file(f"{LOCAL_CATALOGS}/{name}", buf)
+    try:
+        return parse_catalog(buf.getvalue(), location=f"files/{LOCAL_CATALOGS}/{name}",
+                             base="").items
+    except CatalogError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _mirror(ctx: Context, catalog: Catalog, item: CatalogItem, lines: list[str]) -> CatalogItem:
+    """Store every platform's file of ``item`` in the file space; the item
+    as the local catalog lists it."""
+    base = f"{LOCAL_DIR}/{item.Name}/{item.Version}"
+    for key, expected in sorted(item.Shasum256.items()):
+        arch, _, os_name = key.partition("/")
+        os_name = os_name or "any"
+        try:
+            source = source_of(item, catalog, arch, os_name)
+        except CatalogError as exc:
+            raise CliError(str(exc)) from None
+        if item.ContentType == "PluginProvider":
+            dest = f"{base}/{arch}/{os_name}/{item.Name}"
+        else:
+            dest = f"{base}/{item.Name}.json"
+        lines.append(f"Downloading {source} to store at {dest}\n")
+        with tempfile.TemporaryFile(prefix="drpcli-catalog-") as tmp:
+            try:
+                _, found = fetch(source, tmp, Progress(f"{item.Name} {item.Version}"))
+            except CatalogError as exc:
+                raise CliError(f"{exc}; stopped") from None
+            if found != expected.strip().lower():
+                raise CliError(f"sha256 mismatch for {item.Name} {item.Version} ({key}) from "
+                               f"{source}: expected {expected}, found {found}; stopped")
+            tmp.seek(0)
+            ctx.client.upload_file(dest, tmp)
+    if item.ContentType == "PluginProvider":
+        relative = f"../{item.Name}/{item.Version}/{{{{.ProvArch}}}}/{{{{.ProvOs}}}}/{item.Name}"
+        if set(item.Shasum256) == {"any"}:
+            relative = f"../{item.Name}/{item.Version}/any/any/{item.Name}"
+    else:
+        relative = f"../{item.Name}/{item.Version}/{item.Name}.json"
+    return msgspec.structs.replace(item, Source=relative)
