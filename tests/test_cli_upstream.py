@@ -468,3 +468,17 @@ def test_progress_bar_for_big_transfers_on_a_terminal(
         assert drawn.count("100%") == 2 and "5.0 MiB/5.0 MiB" in drawn
     else:
         assert drawn == ""
+
+
+def test_exit_early_and_rs_format(env: dict[str, str]) -> None:
+    """-X (RS_OBJECT_ERRORS_ARE_FATAL): an answer with Errors exits 1 after
+    printing it; RS_FORMAT picks the output format."""
+    made = run(env, "plugins", "create", '{"Name": "up-broken", "Provider": "nope"}', "-X")
+    assert made.returncode == 1 and json.loads(made.stdout)["Errors"], made
+    assert made.stderr.startswith("Error: the answer has Errors: ")
+    shown = run({**env, "RS_OBJECT_ERRORS_ARE_FATAL": "true"}, "plugins", "show", "up-broken")
+    assert shown.returncode == 1
+    assert run(env, "plugins", "show", "up-broken").returncode == 0
+    yaml_out = run({**env, "RS_FORMAT": "yaml"}, "plugins", "show", "up-broken")
+    assert yaml.safe_load(yaml_out.stdout)["Name"] == "up-broken"
+    assert run(env, "plugins", "destroy", "up-broken").stdout == "Deleted plugin up-broken\n"
