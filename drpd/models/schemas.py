@@ -289,7 +289,7 @@ def first_problem(validator: Any, value: Any, *, secret: bool = False) -> str | 
     if error is None:
         return None
     if secret:
-        where = "/".join(str(p) for p in error.relative_schema_path)
+        where = "/".join(str(p) for p in error.schema_path)
         return (f"the (secure, not shown) value fails {error.validator!r}"
                 f"{' at schema ' + where if where else ''}")
     where = "/".join(str(p) for p in error.absolute_path)
