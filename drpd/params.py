@@ -1,7 +1,7 @@
 """Checking param values against the Schema of their ``params`` object.
 
-DRP validates with JSON Schema draft-04 unless a schema names its draft in
-``$schema``; so does drpd, through ``drpd.models.schemas`` (no remote
+DRP validates with JSON Schema drafts 4 to 7 (the one ``$schema`` names, a
+hybrid without it); so does drpd, through ``drpd.models.schemas`` (no remote
 ``$ref``, RE2 regexes). A schema is checked when its param is written;
 one stored before that (or by an older drpd) may still be bad, so
 :meth:`ParamChecker.problem` never raises: a schema that cannot be used is

@@ -31,7 +31,7 @@ from .reliability.test_hostile_schemas import EVIL_PATTERN, EVIL_VALUE, bomb
     {"$ref": "#/type", "type": "string"},
     {"pattern": "(?<=a)b"},
     {"patternProperties": {"(a)\\1": {}}},
-    {"enum": [{"a": 1}, {"a": 1}]},
+    {"$schema": "http://json-schema.org/draft-04/schema#", "enum": [{"a": 1}, {"a": 1}]},
     {"definitions": {"a": {"$ref": "#/definitions/b"}, "b": {"$ref": "https://x.example/b"}}},
     [],
 ])
@@ -52,6 +52,18 @@ def test_refs_recursion_and_drafts_still_work() -> None:
                              "definitions": {"n": {"type": "integer"}},
                              "properties": {"n": {"$ref": "#/definitions/n"}}})
     assert first_problem(rooted, {"n": "x"}) is not None
+
+
+def test_without_schema_keyword_drafts_4_and_7_both_work() -> None:
+    """DRP's validator is a hybrid of drafts 4-7 when ``$schema`` is absent."""
+    draft7 = compile_schema({"type": "number", "exclusiveMinimum": 0})
+    assert first_problem(draft7, 0) is not None and first_problem(draft7, 0.5) is None
+    draft4 = compile_schema({"type": "number", "minimum": 0, "exclusiveMinimum": True})
+    assert first_problem(draft4, 0) is not None and first_problem(draft4, 1) is None
+    assert first_problem(compile_schema({"const": 1}), 2) is not None
+    with pytest.raises(InvalidSchema):
+        compile_schema({"$schema": "http://json-schema.org/draft-04/schema#",
+                        "exclusiveMinimum": 0})
 
 
 async def test_backtracking_patterns_are_linear() -> None:

@@ -6,7 +6,8 @@ providers; drpd validates values against them on its event loop. Stock
 every schema goes through :func:`compile_schema`, which refuses:
 
 - a ``$schema`` other than drafts 4, 6 and 7 (the drafts DRP's Go validator
-  knows; draft 4 when ``$schema`` is absent), or a ``$schema`` below the root;
+  knows; without ``$schema``, draft 7, else draft 4: see ``_HYBRID``), or a
+  ``$schema`` below the root;
 - a schema that breaks its draft's meta-schema (``{"type": "nosuchtype"}``);
 - a ``$ref`` that does not resolve inside the schema itself: nothing is ever
   fetched (no ``http://``, no ``file://``; the registry refuses retrieval),
@@ -156,7 +157,11 @@ def _drafts() -> dict[str, tuple[Any, Any]]:
     return out
 
 
-_DEFAULT_DRAFT = "http://json-schema.org/draft-04/schema"
+#: without ``$schema``, DRP's validator runs a hybrid of drafts 4 to 7; drpd uses
+#: the first of these whose meta-schema the schema satisfies: draft 7 (which
+#: knows the most keywords: ``const``, ``if``, ``"exclusiveMinimum": 0``), else
+#: draft 4 (``"exclusiveMinimum": true``)
+_HYBRID = ("http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-04/schema")
 
 
 def _refuse(uri: str) -> Any:
@@ -247,17 +252,27 @@ def compile_schema(schema: Any) -> Any:
     if not isinstance(schema, dict):
         raise InvalidSchema(f"a schema is a JSON object, not {type(schema).__name__}")
     try:
-        draft = schema.get("$schema", _DEFAULT_DRAFT)
-        if not isinstance(draft, str) or draft.rstrip("#") not in _drafts():
-            raise InvalidSchema(f"$schema {draft!r} is not supported: drpd (like DRP) "
-                                "knows JSON Schema drafts 4, 6 and 7")
-        uri = draft.rstrip("#")
-        cls, spec = _drafts()[uri]
+        if "$schema" in schema:
+            draft = schema["$schema"]
+            if not isinstance(draft, str) or draft.rstrip("#") not in _drafts():
+                raise InvalidSchema(f"$schema {draft!r} is not supported: drpd (like DRP) "
+                                    "knows JSON Schema drafts 4, 6 and 7")
+            candidates = [draft.rstrip("#")]
+        else:
+            candidates = _HYBRID
         body = {k: v for k, v in schema.items() if k != "$schema"}
-        error = _first(_meta_checker(uri).iter_errors(body))
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path)
-            raise InvalidSchema(_shorten(f"{where + ': ' if where else ''}{error.message}"))
+        first_error = None
+        for uri in candidates:
+            error = _first(_meta_checker(uri).iter_errors(body))
+            if error is None:
+                break
+            first_error = first_error or error
+        else:
+            assert first_error is not None
+            where = "/".join(str(p) for p in first_error.absolute_path)
+            raise InvalidSchema(_shorten(f"{where + ': ' if where else ''}"
+                                         f"{first_error.message}"))
+        cls, spec = _drafts()[uri]
         _check_refs_and_regexes(body, spec)
         return cls(body, registry=_registry())
     except InvalidSchema:
