@@ -114,7 +114,7 @@ async def test_a_provider_publish_over_max_event_size_is_413() -> None:
         published.append(event)
         return event
 
-    manager = SimpleNamespace(settings=SimpleNamespace(max_event_size=1000),
+    manager = SimpleNamespace(settings=SimpleNamespace(max_event_size=1000, max_json_depth=64),
                               store=SimpleNamespace(emit=emit))
     api = ServerApi(manager)  # type: ignore[arg-type]
     sup = SimpleNamespace(name="p1")
