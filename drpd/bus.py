@@ -45,6 +45,8 @@ __all__ = ["Entry", "EventBus", "Feed", "Item", "Notice", "Subscription"]
 
 Filter = Callable[[Event], bool]
 _encode = msgspec.json.Encoder().encode
+#: events up to this size keep their text form once made (see ``Entry.text``)
+TEXT_CACHE_MAX = 64 * 1024
 
 
 def _now() -> str:
@@ -54,36 +56,41 @@ def _now() -> str:
 class Entry:
     """One published event, shared by the ring and every queue that holds it.
 
-    Its JSON is encoded once, on first use, however many consumers send it:
-    with a hundred websocket subscribers that is most of the per-event cost.
-    Consumers must treat ``event`` as frozen.
+    Its JSON is encoded once, at publish, however many consumers send it:
+    with a hundred websocket subscribers that is most of the per-event cost,
+    and its length is what the event counts against the byte bounds. The
+    event's ``Object`` and ``Original`` then live in that JSON only:
+    ``event`` keeps the header (Type, Action, Key, Seq, Time, Principal) that
+    filters and patterns look at, so a retained event costs its JSON, not
+    also the objects it was encoded from. Consumers must treat ``event`` as
+    frozen.
     """
 
-    __slots__ = ("event", "_json", "_text")
+    __slots__ = ("event", "size", "_json", "_text")
 
     def __init__(self, event: Event) -> None:
-        self.event = event
-        self._json: bytes | None = None
+        self._json: bytes = _encode(event)
+        self.size = len(self._json)
+        self.event = Event(Time=event.Time, Type=event.Type, Action=event.Action,
+                           Key=event.Key, Principal=event.Principal, Seq=event.Seq)
         self._text: str | None = None
-
-    @property
-    def size(self) -> int:
-        """Bytes this event counts against the ring's and the queues' byte bounds."""
-        return len(self.json())
 
     @property
     def seq(self) -> int:
         return self.event.Seq
 
     def json(self) -> bytes:
-        if self._json is None:
-            self._json = _encode(self.event)
         return self._json
 
     def text(self) -> str:
-        if self._text is None:
-            self._text = self.json().decode()
-        return self._text
+        """The JSON as text (what a websocket sends); kept for small events
+        only, so a big retained event is not held twice."""
+        if self._text is not None:
+            return self._text
+        text = self._json.decode()
+        if self.size <= TEXT_CACHE_MAX:
+            self._text = text
+        return text
 
 
 class Notice(msgspec.Struct, kw_only=True):
