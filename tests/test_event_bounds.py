@@ -151,3 +151,17 @@ async def test_event_caps_over_the_api(tmp_path) -> None:  # type: ignore[no-unt
                                                          "Key": "k1"})).status_code == 200
             with trio.fail_after(10):
                 assert (await ws.next())["Key"] == "k1"
+
+
+def test_the_new_limits_must_be_positive() -> None:
+    import pytest
+
+    from drpd.config import ConfigError, load_settings
+
+    for name in ("event_queue_bytes", "event_retain_bytes", "max_event_size", "max_ws_patterns",
+                 "max_define_output", "max_unpack_size", "provider_log_rate",
+                 "provider_log_burst"):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: 0}, env={})
+    settings = load_settings({}, env={"DRPD_EVENT_RETAIN_BYTES": "1024"})
+    assert settings.event_retain_bytes == 1024

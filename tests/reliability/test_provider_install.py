@@ -117,64 +117,92 @@ SLOW_UNPACK = """    echo asset > "$dir/asset.txt"
     if [ -e "{flag}" ]; then echo $$ > "{started}"; sleep 60; fi"""
 
 
-async def test_a_sigkill_during_unpack_is_finished_at_start_or_by_a_reupload(
-        tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    flag, started = tmp_path / "slow", tmp_path / "started"
-    content = json.dumps({"meta": {"Name": "slowpack"},
-                          "sections": {"profiles": {"slowpack-profile": {}}}})
-    body = shell_provider("slowpack", define={"Content": content},
-                          unpack=SLOW_UNPACK.format(flag=flag, started=started))
-    unpacked = state / "files" / "plugin_providers" / "slowpack" / "asset.txt"
-    env = {"DRPD_DEFINE_TIMEOUT": "30"}
-    drpd = DrpdProcess(state, env=env, no_tls=True).start()
-    flag.touch()
-    try:
-        async with api_client(drpd) as api:
-            async with trio.open_nursery() as nursery:
-                async def upload() -> None:
-                    try:
-                        await api.post("/plugin_providers/slowpack", content=body)
-                    except httpx.HTTPError:
-                        pass  # drpd was killed under it
+class SlowPack:
+    """A provider whose ``unpack`` hangs while ``flag`` exists (its pid in ``started``)."""
 
-                nursery.start_soon(upload)
-                await wait_for(started.exists, 20)
-                drpd.kill()
-        unpack_pid = int(started.read_text())
-        os.kill(unpack_pid, signal.SIGKILL)
-        assert not unpacked.exists()
+    def __init__(self, tmp_path: Path, name: str) -> None:
+        self.name = name
+        self.flag, self.started = tmp_path / f"{name}.slow", tmp_path / f"{name}.started"
+        content = json.dumps({"meta": {"Name": name},
+                              "sections": {"profiles": {f"{name}-profile": {}}}})
+        self.body = shell_provider(name, define={"Content": content}, unpack=SLOW_UNPACK.format(
+            flag=self.flag, started=self.started))
 
-        # a start whose unpack fails again (too slow): still not installed
-        started.unlink()
-        drpd = DrpdProcess(state, env={"DRPD_DEFINE_TIMEOUT": "2"}, no_tls=True).start()
-        async with api_client(drpd) as api:
-            assert not unpacked.exists()
-            # a re-upload of the same file repairs it
-            flag.unlink()
-            r = await api.post("/plugin_providers/slowpack", content=body)
-            assert r.status_code in (200, 201), r.text
-            assert unpacked.read_text() == "asset\n"
-            assert (await api.get("/profiles/slowpack-profile")).status_code == 200
-        drpd.stop()
+    def unpacked(self, state: Path) -> Path:
+        return state / "files" / "plugin_providers" / self.name / "asset.txt"
 
-        # killed again mid-unpack; this time the next start finishes the install
-        import shutil
+    async def kill_drpd_mid_unpack(self, drpd: DrpdProcess) -> None:
+        """Upload it, SIGKILL drpd while its unpack runs, then end the unpack."""
+        self.flag.touch()
+        async with api_client(drpd) as api, trio.open_nursery() as nursery:
+            async def upload() -> None:
+                try:
+                    await api.post(f"/plugin_providers/{self.name}", content=self.body)
+                except httpx.HTTPError:
+                    pass  # drpd was killed under it
 
-        shutil.rmtree(unpacked.parent)
-        (state / "installing").mkdir(exist_ok=True)
-        (state / "installing" / "slowpack").touch()
-        drpd = DrpdProcess(state, no_tls=True).start()
-        assert unpacked.read_text() == "asset\n"
-        assert not (state / "installing" / "slowpack").exists()
-        async with api_client(drpd) as api:
-            assert (await api.get("/plugin_providers/slowpack")).status_code == 200
-    finally:
-        if started.exists():
+            nursery.start_soon(upload)
+            await wait_for(self.started.exists, 20)
+            drpd.kill()
+        self.end_unpack()
+
+    def end_unpack(self) -> None:
+        if self.started.exists():
             try:
-                os.kill(int(started.read_text()), signal.SIGKILL)
+                os.kill(int(self.started.read_text()), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
+            self.started.unlink()
+
+
+async def test_a_sigkill_during_unpack_is_finished_at_the_next_start(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    slow = SlowPack(tmp_path, "slowpack")
+    drpd = DrpdProcess(state, env={"DRPD_DEFINE_TIMEOUT": "30"}, no_tls=True).start()
+    try:
+        await slow.kill_drpd_mid_unpack(drpd)
+        assert not slow.unpacked(state).exists()
+        slow.flag.unlink()
+        drpd = DrpdProcess(state, no_tls=True).start()
+        # finished before drpd served: the file, the record, the bundle
+        assert slow.unpacked(state).read_text() == "asset\n"
+        assert "install was cut short; finishing it" in drpd.log_text()
+        async with api_client(drpd) as api:
+            assert (await api.get("/plugin_providers/slowpack")).status_code == 200
+            assert (await api.get("/profiles/slowpack-profile")).status_code == 200
+        assert not list((state / "files").glob(".unpack-*"))
+        drpd.stop()
+        # nothing left to finish: the next start is quiet
+        drpd = DrpdProcess(state, no_tls=True).start()
+        assert "cut short" not in drpd.log_text()
+    finally:
+        slow.end_unpack()
+        drpd.kill()
+
+
+async def test_a_sigkill_during_unpack_is_repaired_by_a_reupload(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    slow = SlowPack(tmp_path, "slowpack")
+    drpd = DrpdProcess(state, env={"DRPD_DEFINE_TIMEOUT": "30"}, no_tls=True).start()
+    try:
+        await slow.kill_drpd_mid_unpack(drpd)
+        # the start's attempt to finish fails too (unpack still hangs, 2 s limit)
+        drpd = DrpdProcess(state, env={"DRPD_DEFINE_TIMEOUT": "2"}, no_tls=True).start()
+        slow.end_unpack()
+        assert not slow.unpacked(state).exists()
+        async with api_client(drpd) as api:
+            # the same file again: installed whole this time
+            slow.flag.unlink()
+            r = await api.post("/plugin_providers/slowpack", content=slow.body)
+            assert r.status_code in (200, 201), r.text
+            assert slow.unpacked(state).read_text() == "asset\n"
+            assert (await api.get("/profiles/slowpack-profile")).status_code == 200
+            # and once whole, the same bytes again change nothing
+            r = await api.post("/plugin_providers/slowpack", content=slow.body)
+            assert r.status_code == 200, r.text
+        assert not (state / "installing" / "slowpack").exists()
+    finally:
+        slow.end_unpack()
         drpd.kill()
 
 
