@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import trio
 
 from drpd.bus import Entry, EventBus, Feed, Notice
+from drpd.config import ConfigError, load_settings
 from drpd.models import Event
 from drpd.patterns import Pattern
 from drpd.plugins.server_api import ServerApi
@@ -154,10 +156,6 @@ async def test_event_caps_over_the_api(tmp_path) -> None:  # type: ignore[no-unt
 
 
 def test_the_new_limits_must_be_positive() -> None:
-    import pytest
-
-    from drpd.config import ConfigError, load_settings
-
     for name in ("event_queue_bytes", "event_retain_bytes", "max_event_size", "max_ws_patterns",
                  "max_define_output", "max_unpack_size", "provider_log_rate",
                  "provider_log_burst"):
