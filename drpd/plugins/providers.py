@@ -37,13 +37,15 @@ from ..content import parse_bundle
 from ..models import BadRequest, Content, DrpError, NotFound, PluginProvider, Unprocessable
 from ..models.names import is_valid_provider_name
 from ..storage import insufficient_storage, is_no_space
-from .define import DefineError, define, file_digest, run_verb
+from .define import DefineError, VerbResult, define, file_digest, run_verb
 
 if TYPE_CHECKING:
     from .manager import PluginManager
 
 log = logging.getLogger("drpd.providers")
 Fingerprint = tuple[int, int, int]  # inode, size, mtime_ns
+#: seconds between checks of the size an ``unpack`` has written so far
+UNPACK_SIZE_POLL = 0.2
 
 
 def _fingerprints(directory: Path) -> dict[str, Fingerprint]:
@@ -116,7 +118,8 @@ class ProviderRegistry:
 
         for name in await trio.to_thread.run_sync(pending):
             path = self.directory / name
-            if not is_valid_provider_name(name) or not path.is_file():
+            if not is_valid_provider_name(name) or not await trio.to_thread.run_sync(
+                    path.is_file):
                 log.warning("provider %s: its install was cut short before the file was in "
                             "place; rolled back", name)
                 if is_valid_provider_name(name) and self.manager.providers.get(name):
@@ -183,17 +186,21 @@ class ProviderRegistry:
             manager.content.check(bundle)  # a clash refuses the provider, changing nothing
         async with self._lock(provider.Name):
             old = manager.providers.get(provider.Name)
-            if old is not None and old.Sha256 == sha and not await self._marked(provider.Name):
-                return old  # the same bytes again change nothing
-            try:
-                await self._mark(provider.Name)
-            except OSError as exc:
-                raise self._storage_error(exc, provider.Name) from None
+            unchanged = (old is not None and old.Sha256 == sha
+                         and not await self._marked(provider.Name))
+            if not unchanged:
+                try:
+                    await self._mark(provider.Name)
+                except OSError as exc:
+                    raise self._storage_error(exc, provider.Name) from None
             if not in_place:
                 await trio.to_thread.run_sync(os.replace, source, self.directory / provider.Name)
                 fingerprints = await trio.to_thread.run_sync(_fingerprints, self.directory)
                 if provider.Name in fingerprints:
                     self._seen[provider.Name] = fingerprints[provider.Name]
+            if unchanged:
+                assert old is not None
+                return old  # the same bytes again change nothing
             await self._store(provider)
             manager.providers[provider.Name] = provider
             await self._install_bundle(provider.Name, bundle)
@@ -237,9 +244,38 @@ class ProviderRegistry:
         staging = Path(await trio.to_thread.run_sync(
             lambda: tempfile.mkdtemp(prefix=f".unpack-{name}-", dir=manager.files_dir)))
         try:
-            result = await run_verb(self.directory / name, ["unpack", str(staging)],
-                                    env=manager.provider_env(None),
-                                    limit=manager.settings.define_timeout)
+            too_big = False
+            result: VerbResult | None = None
+            failure: Exception | None = None
+            async with trio.open_nursery() as nursery:
+                async def watch_size() -> None:
+                    # bound the disk it takes while it runs, not only after
+                    nonlocal too_big
+                    while True:
+                        await trio.sleep(UNPACK_SIZE_POLL)
+                        if await trio.to_thread.run_sync(_tree_size, staging) > limit:
+                            too_big = True
+                            nursery.cancel_scope.cancel()
+                            return
+
+                nursery.start_soon(watch_size)
+                try:
+                    result = await run_verb(self.directory / name, ["unpack", str(staging)],
+                                            env=manager.provider_env(None),
+                                            limit=manager.settings.define_timeout)
+                except (trio.TooSlowError, OSError) as exc:
+                    failure = exc  # raised here, not wrapped in the nursery's group
+                nursery.cancel_scope.cancel()
+            if failure is not None:
+                log.warning("provider %s: unpack failed: %s", name,
+                            "no answer in time" if isinstance(failure, trio.TooSlowError)
+                            else failure)
+                return False
+            if too_big:
+                log.warning("provider %s: unpack wrote over max_unpack_size (%d bytes); "
+                            "stopped, not installed", name, limit)
+                return False
+            assert result is not None
             if result.returncode != 0:
                 log.warning("provider %s: unpack exited %d: %s", name, result.returncode,
                             result.stderr.decode(errors="replace").strip()[-300:])

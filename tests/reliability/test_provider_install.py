@@ -62,12 +62,16 @@ async def test_a_huge_define_answer_is_refused_without_reading_it_whole(tmp_path
             assert (await api.get("/plugin_providers")).json() == []
 
 
-async def test_an_unpack_over_max_unpack_size_is_not_installed(tmp_path: Path) -> None:
+async def test_an_unpack_over_max_unpack_size_is_stopped_and_not_installed(
+        tmp_path: Path) -> None:
     state = tmp_path / "state"
-    env = {"DRPD_MAX_UNPACK_SIZE": "100000"}
-    unpack = '    head -c 300000 /dev/zero > "$dir/big.bin"\n    head -c 100000000 /dev/zero'
+    # an unpack that would fill the disk (and floods its stdout meanwhile):
+    # stopped once it passed the bound, long before its 60 s deadline
+    env = {"DRPD_MAX_UNPACK_SIZE": str(1 << 20), "DRPD_DEFINE_TIMEOUT": "60"}
+    unpack = ('    head -c 100000000 /dev/zero &\n'
+              '    while true; do head -c 100000 /dev/zero >> "$dir/grow.bin"; done')
     with DrpdProcess(state, env=env, no_tls=True) as drpd:
-        async with api_client(drpd) as api:
+        async with api_client(drpd, timeout=40) as api:
             r = await api.post("/plugin_providers/bulky",
                                content=shell_provider("bulky", unpack=unpack))
             assert r.status_code == 201, r.text
