@@ -15,7 +15,7 @@ from drpd.models import KINDS
 from drpd.store import SQLiteStore
 
 #: routes OpenAPI cannot or need not describe
-UNDESCRIBED = {"/", "/<path:path>", "/api/v3/ws"}
+UNDESCRIBED = {"/", "/<path:path>", "/api/v3/ws", "/ui", "/ui/", "/ui/<path:rel>"}
 #: methods a route accepts only to answer 405 with a DRP Error
 REFUSED = {("PUT", "/api/v3/files"), ("PATCH", "/api/v3/files"), ("POST", "/api/v3/files"),
            ("DELETE", "/api/v3/files"), ("PUT", "/api/v3/files/{}"),

@@ -8,7 +8,20 @@ from werkzeug.exceptions import HTTPException
 
 from ..metrics import Metrics
 from ..models import DrpError, NotFound
-from . import actions, contents, events, files, metrics, objects, plugins, queries, sealing, system
+from . import (
+    actions,
+    catalog_routes,
+    contents,
+    events,
+    files,
+    metrics,
+    objects,
+    plugins,
+    queries,
+    sealing,
+    system,
+    ui,
+)
 from .context import ApiContext
 from .errors import drp_error, http_error, unexpected_error
 
@@ -35,7 +48,7 @@ def create_app(context: ApiContext) -> QuartTrio:
 
     @app.before_request
     async def authenticate() -> None:
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or ui.is_ui_path(request.path):
             return
         g.principal = await context.auth.check_header(
             request.headers.get("Authorization"), request.args.get("token")
@@ -50,6 +63,8 @@ def create_app(context: ApiContext) -> QuartTrio:
         )
 
     app.register_blueprint(system.bp)
+    app.register_blueprint(ui.bp)
+    app.register_blueprint(catalog_routes.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(plugins.bp)
     app.register_blueprint(actions.bp)

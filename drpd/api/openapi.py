@@ -144,6 +144,14 @@ def build(kinds: dict[str, Kind], version: str) -> dict[str, Any]:
     paths["/plugins/{key}/log"] = {"get": _op("an instance's last provider log lines", _answer(
         {"type": "array", "items": {"type": "string"}}), 404, 422,
         params=[*name, _param("lines", "query", {"type": "integer", "minimum": 0}, False)])}
+    paths["/catalog"] = {"get": _op("drpd's catalog (the web page reads it here)", _answer(
+        {"type": "object", "properties": {"Location": {"type": "string"},
+                                          "Items": {"type": "array", "items": {"type": "object"}}}}),
+        502)}
+    paths["/catalog/{name}/install"] = {"post": _op(
+        "install a provider from drpd's catalog (digest checked)", _answer(_ref("PluginProvider")),
+        413, 422, 502, params=[_param("name"), _param("version", "query", {"type": "string"},
+                                                      False)])}
     paths["/users/{key}/token"] = {"get": _op("issue a token", _answer(_ref("TokenResponse")),
                                               400, 404, params=[*name, _param(
                                                   "ttl", "query", {"type": "integer",

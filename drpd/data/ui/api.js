@@ -1,0 +1,130 @@
+// The page's only way to drpd: the REST API and the event websocket, with a
+// token from POST-free `GET /users/<name>/token` (as drpcli), kept in
+// sessionStorage so it lives exactly as long as the tab.
+
+const KEY = "drpd-token";
+const BASE = "/api/v3";
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const messages = body && Array.isArray(body.Messages) ? body.Messages : [];
+    super(messages.join("; ") || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+const listeners = new Set();
+/** Called with no argument when the token is refused or dropped. */
+export function onLogout(fn) { listeners.add(fn); }
+
+export function token() { return sessionStorage.getItem(KEY); }
+export function user() { return sessionStorage.getItem(KEY + "-user") || ""; }
+
+export function logout() {
+  sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(KEY + "-user");
+  for (const fn of listeners) fn();
+}
+
+async function parse(response) {
+  const text = await response.text();
+  if (!text) return null;
+  try { return JSON.parse(text); } catch { return text; }
+}
+
+export async function login(name, password) {
+  const basic = btoa(unescape(encodeURIComponent(`${name}:${password}`)));
+  const response = await fetch(`${BASE}/users/${encodeURIComponent(name)}/token`, {
+    headers: { Authorization: `Basic ${basic}` }, cache: "no-store",
+  });
+  const body = await parse(response);
+  if (!response.ok) throw new ApiError(response.status, body);
+  sessionStorage.setItem(KEY, body.Token);
+  sessionStorage.setItem(KEY + "-user", name);
+  return body;
+}
+
+/** One REST call; the path is under /api/v3 and already encoded. */
+export async function call(method, path, body, { timeout = 30000 } = {}) {
+  const headers = { Authorization: `Bearer ${token()}` };
+  const init = { method, headers, cache: "no-store", signal: AbortSignal.timeout(timeout) };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(BASE + path, init);
+  const parsed = await parse(response);
+  if (response.status === 401) logout();
+  if (!response.ok) throw new ApiError(response.status, parsed);
+  return parsed;
+}
+
+export const get = (path, opts) => call("GET", path, undefined, opts);
+export const enc = encodeURIComponent;
+
+/**
+ * A websocket on /api/v3/ws holding `patterns`, reconnecting with backoff and
+ * resuming from the last Seq it saw, so nothing is lost across a blip.
+ * `onEvent(event)` gets drpd's events; `onState(text)` the connection state.
+ */
+export class EventStream {
+  constructor(patterns, onEvent, onState = () => {}) {
+    this.patterns = patterns;
+    this.onEvent = onEvent;
+    this.onState = onState;
+    this.seq = null;
+    this.delay = 500;
+    this.closed = false;
+    this.socket = null;
+    this.open();
+  }
+
+  open() {
+    if (this.closed || !token()) return;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const params = new URLSearchParams({ token: token() });
+    if (this.seq !== null) params.set("since", String(this.seq));
+    const socket = new WebSocket(`${scheme}://${location.host}${BASE}/ws?${params}`);
+    this.socket = socket;
+    socket.onopen = () => {
+      this.delay = 500;
+      for (const p of this.patterns) socket.send(`register ${p}`);
+      this.onState("live");
+    };
+    socket.onmessage = (message) => {
+      let event;
+      try { event = JSON.parse(message.data); } catch { return; }
+      if (event.Type === "websocket") {
+        if (event.Action === "error") this.onState(`error: ${event.Key}`);
+        return;
+      }
+      if (typeof event.Seq === "number" && event.Seq) this.seq = event.Seq;
+      this.onEvent(event);
+    };
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (this.closed) return;
+      this.onState("reconnecting");
+      setTimeout(() => this.open(), this.delay);
+      this.delay = Math.min(this.delay * 2, 10000);
+    };
+  }
+
+  /** Replace the registrations (deregister the old, register the new). */
+  setPatterns(patterns) {
+    const old = this.patterns;
+    this.patterns = patterns;
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      for (const p of old) this.socket.send(`deregister ${p}`);
+      for (const p of patterns) this.socket.send(`register ${p}`);
+    }
+  }
+
+  close() {
+    this.closed = true;
+    if (this.socket) this.socket.close();
+    this.socket = null;
+  }
+}
