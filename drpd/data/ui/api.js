@@ -37,6 +37,9 @@ export async function login(name, password) {
   const basic = btoa(unescape(encodeURIComponent(`${name}:${password}`)));
   const response = await fetch(`${BASE}/users/${encodeURIComponent(name)}/token`, {
     headers: { Authorization: `Basic ${basic}` }, cache: "no-store",
+    // "omit": our own Authorization header only, and no browser login prompt
+    // on a 401 (drpd sends WWW-Authenticate for drpcli's sake)
+    credentials: "omit",
   });
   const body = await parse(response);
   if (!response.ok) throw new ApiError(response.status, body);
@@ -48,7 +51,7 @@ export async function login(name, password) {
 /** One REST call; the path is under /api/v3 and already encoded. */
 export async function call(method, path, body, { timeout = 30000 } = {}) {
   const headers = { Authorization: `Bearer ${token()}` };
-  const init = { method, headers, cache: "no-store", signal: AbortSignal.timeout(timeout) };
+  const init = { method, headers, cache: "no-store", credentials: "omit", signal: AbortSignal.timeout(timeout) };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);

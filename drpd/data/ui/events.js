@@ -12,6 +12,8 @@ let paused = false;
 let held = [];
 const counts = new Array(SECONDS).fill(0);
 let timer = null;
+let drawQueued = false;
+let onState = () => {};
 
 function patterns() {
   return $("#events-pattern").value.split(/\s+/).filter(Boolean);
@@ -34,6 +36,10 @@ function add(events) {
 
 function onEvent(e) {
   counts[SECONDS - 1] += 1;
+  if (!drawQueued) {
+    drawQueued = true;
+    requestAnimationFrame(() => { drawQueued = false; draw(); });
+  }
   if (paused) {
     held.push(e);
     if (held.length > KEEP) held.shift();
@@ -64,7 +70,8 @@ function draw() {
     const bh = Math.round((c / max) * (hgt - 2));
     if (bh) ctx.fillRect(i * bw, hgt - bh, Math.max(1, bw - 1), bh);
   });
-  canvas.setAttribute("aria-label", `Events per second over the last minute, peak ${max === 1 && !counts.some(Boolean) ? 0 : max}`);
+  const peak = counts.some(Boolean) ? max : 0;
+  canvas.setAttribute("aria-label", `Events per second over the last minute, peak ${peak}`);
 }
 
 function togglePause() {
@@ -90,11 +97,11 @@ export function init(setLive) {
     held = [];
     $("#events-held").textContent = "";
   });
-  void setLive;
+  onState = setLive;
 }
 
 export async function start() {
-  if (!stream) stream = new EventStream(patterns(), onEvent);
+  if (!stream) stream = new EventStream(patterns(), onEvent, (state) => onState(state));
   if (!timer) timer = setInterval(tick, 1000);
   draw();
 }

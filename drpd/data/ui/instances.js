@@ -4,7 +4,7 @@
 // always ends as drpd says.
 
 import { call, enc, EventStream, get } from "./api.js";
-import { $, arrowRows, duration, h, say, show } from "./util.js";
+import { $, arrowRows, duration, h, isSealed, say, secureText, show } from "./util.js";
 
 const ICONS = { running: "●", starting: "◐", backoff: "↻", waiting: "⏸", left: "⏏",
   stopped: "■", stopping: "◑" };
@@ -16,6 +16,7 @@ let selected = null;
 let stream = null;
 let logTimer = null;
 let onStateText = () => {};
+let secureNames = new Set();
 
 function stateOf(p) {
   return (p.Runtime && p.Runtime.State) || (p.Available ? "running" : "stopped");
@@ -81,7 +82,8 @@ async function refresh(name) {
 }
 
 async function reload() {
-  const list = await get("/plugins");
+  const [list, params] = await Promise.all([get("/plugins"), get("/params").catch(() => [])]);
+  secureNames = new Set(params.filter((p) => p.Secure).map((p) => p.Name));
   rows.clear();
   for (const p of list) rows.set(p.Name, p);
   render();
@@ -135,17 +137,16 @@ function renderDetail() {
   $("#detail-errors").replaceChildren(...(p.PluginErrors || []).map((e) => h("li", {}, e)));
   const params = Object.keys(p.Params || {}).sort();
   $("#detail-params tbody").replaceChildren(...params.map((k) =>
-    h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, redacted(p.Params[k])))));
+    h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, redacted(k, p.Params[k])))));
   if (!params.length) {
     $("#detail-params tbody").append(h("tr", {}, h("td", { colspan: "2", class: "hint" }, "no params")));
   }
 }
 
-/** Secure params come back sealed ({Key, Nonce, Payload}): never shown. */
-function redacted(value) {
-  if (value && typeof value === "object" && "Payload" in value && "Nonce" in value) {
-    return h("span", { class: "secure" }, "•••••• (secure)");
-  }
+/** Secure params come back sealed ({SecureData} at rest, DRP's {Key, Nonce,
+ * Payload} box) and are never shown, nor is any param declared Secure. */
+function redacted(name, value) {
+  if (isSealed(value) || secureNames.has(name)) return secureText();
   return show(value);
 }
 

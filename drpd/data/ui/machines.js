@@ -3,7 +3,7 @@
 // provider's answer shown as drpd returns it.
 
 import { call, enc, get } from "./api.js";
-import { $, h, parseValue, say, show } from "./util.js";
+import { $, h, isSealed, parseValue, say, secureText, show } from "./util.js";
 
 let machines = [];
 let current = null;
@@ -33,7 +33,7 @@ async function select(uuid) {
   $("#machine-title").textContent = current.Name || current.Uuid;
   const params = current.Params || {};
   $("#machine-params tbody").replaceChildren(...Object.keys(params).sort().map((k) =>
-    h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, show(params[k])))));
+    h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, isSealed(params[k]) ? secureText() : show(params[k])))));
   actions = await get(`/machines/${enc(uuid)}/actions`).catch(() => []);
   const select = $("#action-select");
   select.replaceChildren(...actions.map((a, i) =>

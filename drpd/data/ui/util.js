@@ -57,3 +57,13 @@ export function arrowRows(container, rowSelector) {
     if (next) { next.focus(); e.preventDefault(); }
   });
 }
+
+/** A sealed Secure value ({SecureData} at rest, DRP's {Key, Nonce, Payload}). */
+export function isSealed(value) {
+  return Boolean(value) && typeof value === "object" &&
+    ("SecureData" in value || ("Payload" in value && "Nonce" in value));
+}
+
+export function secureText() {
+  return h("span", { class: "secure" }, "•••••• (secure)");
+}
