@@ -28,7 +28,7 @@ def is_valid_param_name(name: str) -> bool:
 #: tests/test_names.py checks that every fixed route of the app is here or
 #: in KINDS.
 FIXED_ROUTES = frozenset({
-    "healthz", "info", "events", "files", "ws", "system", "metrics", "openapi.json", "indexes",
+    "healthz", "info", "events", "files", "ws", "system", "metrics", "openapi.json", "indexes", "catalog",
     "api-plugin", "api-server-plugin", "api-plugin-server",
 })
 
