@@ -6,7 +6,7 @@
 import { call, enc, EventStream, get } from "./api.js";
 import { $, arrowRows, duration, h, isSealed, say, secureText, show } from "./util.js";
 
-const ICONS = { running: "●", starting: "◐", backoff: "↻", waiting: "⏸", left: "⏏",
+const ICONS = { running: "●", starting: "◐", backoff: "↻", waiting: "‖", left: "↩",
   stopped: "■", stopping: "◑" };
 const FROM_EVENT = { crashed: "backoff", started: "starting", available: "running",
   restarted: "starting", stopped: "stopped" };
