@@ -169,7 +169,7 @@ def read_catalog(location: str) -> Catalog:
 def parse_catalog(data: bytes, *, location: str, base: str) -> Catalog:
     try:
         bundle = msgspec.json.decode(data, type=_Bundle)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise CatalogError(f"catalog {location} is not a JSON content bundle: {exc}") from None
     raw = bundle.sections.get("catalog_items")
     if not isinstance(raw, dict):

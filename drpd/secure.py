@@ -20,6 +20,7 @@ import msgspec
 from cryptography.fernet import Fernet, InvalidToken
 
 from .models import NotFound, Unprocessable
+from .models.depth import DEFAULT_MAX_DEPTH, too_deep
 from .store import Store
 
 SEALED = "SecureData"
@@ -55,6 +56,9 @@ def is_box(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return len(key) == 32 and len(nonce) == 24 and len(payload) >= 16
+
+
+_TOO_DEEP = f"the SecureData holds JSON nested more than {DEFAULT_MAX_DEPTH} levels deep"
 
 
 class BoxError(Unprocessable):
@@ -100,9 +104,14 @@ class SecureParams:
             raise BoxError("the SecureData does not open with this drpd's key "
                            "(seal it to GET .../pubkey)") from None
         try:
-            return msgspec.json.decode(clear)
+            opened = msgspec.json.decode(clear)
         except msgspec.DecodeError:
             raise BoxError("the SecureData does not hold JSON") from None
+        except RecursionError:
+            raise BoxError(_TOO_DEEP) from None
+        if too_deep(opened, DEFAULT_MAX_DEPTH):
+            raise BoxError(_TOO_DEEP)
+        return opened
 
     def is_secure(self, name: str) -> bool:
         record = self.store.get("params", name)

@@ -257,6 +257,29 @@ async def test_deep_json_is_a_400_everywhere(api: httpx.AsyncClient) -> None:
     assert (await api.get("/profiles/grows")).json()["Params"] == {"x": {"y": {"z": {}}}}
 
 
+async def test_deep_json_inside_client_sealed_secure_data(api: httpx.AsyncClient) -> None:
+    """A value sealed to drpd's pubkey is JSON too: its depth is capped once opened."""
+    import base64
+
+    from nacl.public import Box, PrivateKey, PublicKey
+    from nacl.utils import random
+
+    r = await api.post("/params", json={"Name": "hostile/boxed", "Secure": True})
+    assert r.status_code == 201, r.text
+    r = await api.post("/machines", json={"Name": "boxed"})
+    assert r.status_code == 201, r.text
+    peer = base64.b64decode((await api.get("/machines/Name:boxed/pubkey")).json())
+    for depth in (100, 5_000):
+        mine, nonce = PrivateKey.generate(), random(24)
+        clear = b"[" * depth + b"]" * depth
+        sealed = Box(mine, PublicKey(peer)).encrypt(clear, nonce).ciphertext
+        box = {"Key": base64.b64encode(bytes(mine.public_key)).decode(),
+               "Nonce": base64.b64encode(nonce).decode(),
+               "Payload": base64.b64encode(sealed).decode()}
+        r = await api.post("/machines/Name:boxed/params/hostile/boxed", json=box)
+        assert r.status_code == 422 and "levels deep" in error_text(r), r.text[:300]
+
+
 # -- 11.7: Secure values never show in a message -------------------------------------------
 async def test_secure_value_is_not_quoted_in_errors(api: httpx.AsyncClient) -> None:
     r = await api.post("/params", json={"Name": "hostile/secret", "Secure": True, "Schema": {
