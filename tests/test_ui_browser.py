@@ -163,7 +163,12 @@ def test_machine_action_from_the_form(page: Page, api: httpx.Client) -> None:
     api.post("/machines", json={"Name": "web-1", "Address": "10.0.0.7",
                                 "Params": {"incrementer/count": 4}}).raise_for_status()
     api.post("/machines", json={"Name": "db-1"}).raise_for_status()
-    page.get_by_role("tab", name="Machines").click()
+    # the view tabs answer arrow keys
+    page.get_by_role("tab", name="Instances").focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("tab", name="Machines")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_role("tab", name="Machines")).to_be_focused()
     page.get_by_label("Search").fill("10.0.0.7")
     machines = page.locator("#machines button")
     expect(machines).to_have_count(1)
@@ -184,8 +189,10 @@ def test_machine_action_from_the_form(page: Page, api: httpx.Client) -> None:
 
 def test_event_tail_filters_and_pauses(page: Page, api: httpx.Client) -> None:
     page.get_by_role("tab", name="Events").click()
-    page.get_by_label("Patterns").fill("machines.create.*")
+    page.get_by_label("Patterns").fill("a.b machines.create.*")
     page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#events-status")).to_contain_text("drpd refused register a.b")
+    expect(page.locator("#events-status")).to_contain_text("has 2 parts")
     made = api.post("/machines", json={"Name": "tail-1"}).json()
     tail = page.locator("#events tbody tr")
     expect(tail.first).to_have_attribute("data-key", made["Uuid"])

@@ -99,7 +99,10 @@ export class EventStream {
       let event;
       try { event = JSON.parse(message.data); } catch { return; }
       if (event.Type === "websocket") {
-        if (event.Action === "error") this.onState(`error: ${event.Key}`);
+        if (event.Action === "error") {
+          const why = event.Object && Array.isArray(event.Object.Messages) ? event.Object.Messages.join("; ") : "";
+          this.onState(`error: ${event.Key}${why ? ` (${why})` : ""}`);
+        }
         return;
       }
       if (typeof event.Seq === "number" && event.Seq) this.seq = event.Seq;

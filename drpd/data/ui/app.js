@@ -34,12 +34,17 @@ async function show(name) {
   }
 }
 
+/** The view named by the URL: `#/machines` (ids in the page never start with "/"). */
+function viewOfHash() {
+  return location.hash.replace(/^#\/?/, "");
+}
+
 function loggedIn() {
   $("#login").hidden = true;
   $("#nav").hidden = false;
   $("#who").hidden = false;
   $("#user").textContent = api.user();
-  show(location.hash.slice(1));
+  show(viewOfHash());
 }
 
 function loggedOut() {
@@ -55,8 +60,20 @@ function loggedOut() {
 function init() {
   for (const v of Object.values(VIEWS)) v.init(setLive);
   api.onLogout(loggedOut);
-  window.addEventListener("hashchange", () => { if (api.token()) show(location.hash.slice(1)); });
+  window.addEventListener("hashchange", () => { if (api.token()) show(viewOfHash()); });
   $("#logout").addEventListener("click", () => api.logout());
+  // the tabs pattern: arrow keys move between views, Home/End jump
+  $("#nav").addEventListener("keydown", (e) => {
+    const tabs = [...document.querySelectorAll("#nav [role=tab]")];
+    const i = tabs.indexOf(document.activeElement);
+    if (i < 0) return;
+    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[e.key];
+    if (next === undefined) return;
+    e.preventDefault();
+    const tab = tabs[(next + tabs.length) % tabs.length];
+    tab.focus();
+    location.hash = tab.getAttribute("href");
+  });
   $("#login-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const error = $("#login-error");

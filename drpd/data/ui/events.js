@@ -3,7 +3,7 @@
 // rate over the last minute drawn one bar per second.
 
 import { EventStream } from "./api.js";
-import { $, h } from "./util.js";
+import { $, h, say } from "./util.js";
 
 const KEEP = 500; // rows in the tail
 const SECONDS = 60;
@@ -89,6 +89,7 @@ function togglePause() {
 export function init(setLive) {
   $("#events-form").addEventListener("submit", (e) => {
     e.preventDefault();
+    say($("#events-status"), "");
     if (stream) stream.setPatterns(patterns());
   });
   $("#events-pause").addEventListener("click", togglePause);
@@ -101,7 +102,11 @@ export function init(setLive) {
 }
 
 export async function start() {
-  if (!stream) stream = new EventStream(patterns(), onEvent, (state) => onState(state));
+  if (!stream) stream = new EventStream(patterns(), onEvent, (state) => {
+    // a pattern drpd refused comes back as an error frame naming it
+    if (state.startsWith("error: ")) say($("#events-status"), `drpd refused ${state.slice(7)}`, true);
+    else onState(state);
+  });
   if (!timer) timer = setInterval(tick, 1000);
   draw();
 }

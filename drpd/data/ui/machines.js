@@ -5,6 +5,7 @@
 import { call, enc, get } from "./api.js";
 import { $, h, isSealed, parseValue, say, secureText, show } from "./util.js";
 
+const SHOWN = 200; // a long list is searched, not scrolled
 let machines = [];
 let current = null;
 let actions = [];
@@ -16,7 +17,10 @@ function matches(m, q) {
 
 function renderList() {
   const q = $("#machine-search").value.trim().toLowerCase();
-  const shown = machines.filter((m) => matches(m, q));
+  const all = machines.filter((m) => matches(m, q));
+  const shown = all.slice(0, SHOWN);
+  $("#machines-more").textContent = all.length > SHOWN
+    ? `${SHOWN} of ${all.length} shown: narrow the search` : "";
   $("#machines").replaceChildren(...shown.map((m) => h("li", {},
     h("button", {
       type: "button", class: "link", "data-uuid": m.Uuid,
