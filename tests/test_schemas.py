@@ -84,7 +84,7 @@ async def test_backtracking_patterns_are_linear() -> None:
 
 
 def ref_bomb(levels: int = 40) -> dict[str, Any]:
-    """~3 KB of definitions, each ``allOf`` the previous one twice: 2^40 ``$ref``s."""
+    """~3 KB of definitions, each ``allOf`` the previous one twice: 2^40 steps to check."""
     defs: dict[str, Any] = {"a0": {"type": "integer"}}
     for i in range(1, levels + 1):
         defs[f"a{i}"] = {"allOf": [{"$ref": f"#/definitions/a{i - 1}"}] * 2}
@@ -96,7 +96,7 @@ async def test_a_ref_bomb_is_cut_short() -> None:
     with trio.fail_after(60):
         problem = await trio.to_thread.run_sync(first_problem, validator, 1,
                                                 abandon_on_cancel=True)
-    assert "$refs" in (problem or "")
+    assert "steps" in (problem or "")
     # a modest use of refs is unaffected
     assert first_problem(compile_schema(ref_bomb(8)), 1) is None
     assert first_problem(compile_schema(ref_bomb(8)), "x") is not None

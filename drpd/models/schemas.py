@@ -136,29 +136,68 @@ def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> It
         seen.add(key)
 
 
-#: most ``$ref``s one check may follow. A 1.5 KB schema whose definitions each
-#: ``allOf`` the previous one twice makes 2^40 of them for any value (about
-#: 23 µs each); this bounds a check to about a second. Real schemas follow a
-#: few per value node.
-MAX_REFS_PER_CHECK = 50_000
-_refs_left: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "drpd_schema_refs_left", default=None)
+#: keyword applications one check may make: this many, plus STEPS_PER_NODE for
+#: each node (map, list, scalar) of the value. Each costs a few µs, so a check
+#: stays linear in the value whatever the schema: a 3 KB schema whose
+#: definitions each ``allOf`` the previous one twice asks for 2^40 of them, an
+#: ``anyOf`` of 10,000 branches over 100,000 items for 10^9. Real schemas make
+#: a few per node.
+BASE_STEPS = 100_000
+STEPS_PER_NODE = 10
+
+
+class _Budget:
+    __slots__ = ("left", "value", "grown")
+
+    def __init__(self, value: Any) -> None:
+        self.left = BASE_STEPS
+        self.value = value
+        self.grown = False
+
+    def charge(self) -> None:
+        self.left -= 1
+        if self.left >= 0:
+            return
+        if not self.grown:  # counted only for checks that need more than the base
+            self.grown = True
+            self.left += STEPS_PER_NODE * _count_nodes(self.value)
+            if self.left >= 0:
+                return
+        raise TooCostly
+
+
+def _count_nodes(value: Any) -> int:
+    count = 0
+    level = [value]
+    while level:
+        count += len(level)
+        below: list[Any] = []
+        for node in level:
+            if isinstance(node, dict):
+                below.extend(node.values())
+            elif isinstance(node, list):
+                below.extend(node)
+        level = below
+    return count
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "drpd_schema_budget", default=None)
 
 
 class TooCostly(Exception):
-    """A check that would follow more than MAX_REFS_PER_CHECK ``$ref``s."""
+    """A check that would make more keyword applications than its budget."""
 
 
-def _counted_ref(stock: Any) -> Any:
-    def ref(validator: Any, ref: Any, instance: Any, schema: Any) -> Iterator[Any]:
-        left = _refs_left.get()
-        if left is not None:
-            left[0] -= 1
-            if left[0] < 0:
-                raise TooCostly
-        yield from stock(validator, ref, instance, schema)
+def _counted(keyword: Any) -> Any:
+    """``keyword`` charged one step of the running check's budget per application."""
+    def counted(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        budget = _budget.get()
+        if budget is not None:
+            budget.charge()
+        return keyword(validator, value, instance, schema)
 
-    return ref
+    return counted
 
 
 @functools.cache
@@ -170,13 +209,13 @@ def _drafts() -> dict[str, tuple[Any, Any]]:
     out = {}
     for stock in (jsonschema.Draft4Validator, jsonschema.Draft6Validator,
                   jsonschema.Draft7Validator):
-        safe = jsonschema.validators.extend(stock, validators={
-            "pattern": _pattern,
-            "patternProperties": _pattern_properties,
-            "additionalProperties": _additional_properties,
-            "uniqueItems": _unique_items,
-            "$ref": _counted_ref(stock.VALIDATORS["$ref"]),
-        })
+        keywords = {**stock.VALIDATORS,
+                    "pattern": _pattern,
+                    "patternProperties": _pattern_properties,
+                    "additionalProperties": _additional_properties,
+                    "uniqueItems": _unique_items}
+        safe = jsonschema.validators.extend(
+            stock, validators={k: _counted(v) for k, v in keywords.items()})
         uri = stock.META_SCHEMA["$schema"].rstrip("#")
         spec = referencing.jsonschema.specification_with(stock.META_SCHEMA["$schema"])
         out[uri] = (safe, spec)
@@ -322,18 +361,18 @@ def first_problem(validator: Any, value: Any, *, secret: bool = False) -> str | 
     With ``secret`` the message names the failing keyword and schema
     location only: neither the value nor a part of it (its keys included).
     """
-    token = _refs_left.set([MAX_REFS_PER_CHECK])
+    token = _budget.set(_Budget(value))
     try:
         error = _first(validator.iter_errors(value))
     except RecursionError:
         return "cannot check the value: its schema or the value is nested too deeply"
     except TooCostly:
-        return (f"cannot check the value: its schema would follow more than "
-                f"{MAX_REFS_PER_CHECK} $refs for it")
+        return (f"cannot check the value: its schema would take more than {BASE_STEPS} "
+                f"+ {STEPS_PER_NODE} per value node steps for it")
     except Exception as exc:
         return f"cannot check the value against its schema: {type(exc).__name__}"
     finally:
-        _refs_left.reset(token)
+        _budget.reset(token)
     if error is None:
         return None
     if secret:
