@@ -3,7 +3,7 @@
 A bundle (DRP's shape: ``meta`` and ``sections`` of ``{prefix: {key:
 object}}``) comes from a provider's ``Content`` YAML or from a user
 (``drpcli contents upload``). Its objects are stored with ``ReadOnly: true``
-and ``Meta.Bundle`` = the bundle's name; the bundle record and all of its
+and ``Bundle`` = the bundle's name (DRP's field); the bundle record and all of its
 objects are written in one store transaction, so a bundle is either wholly
 installed, replaced or removed, or not at all. An object that another
 bundle (or a user) already owns is a clash, and the bundle is refused with
@@ -12,22 +12,33 @@ the clash named.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 import yaml
 
-from .models import KINDS, BadRequest, Conflict, Content, NotFound, PayloadTooLarge, Unprocessable
+from .models import (
+    KINDS,
+    BadRequest,
+    Conflict,
+    Content,
+    Kind,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from .models.depth import DEFAULT_MAX_DEPTH, too_deep
+from .models.extended import ExtendedKind
 from .models.names import check_name
 from .safe_yaml import YamlRefused, YamlTooLarge
 from .safe_yaml import load as load_yaml
 from .store import Record, Store
 
-#: sections whose objects a bundle installs; any other section is kept in
-#: the bundle record only
-OBJECT_SECTIONS = ("params", "profiles", "tasks", "stages", "bootenvs", "templates")
-BUNDLE_META = "Bundle"
+#: sections whose objects a bundle installs, besides the prefixes of
+#: providers' StoreObjects; any other section (DRP's roles, subnets, ...) is
+#: kept in the bundle record only
+OBJECT_SECTIONS = ("params", "profiles", "tasks", "stages", "bootenvs", "templates", "workflows")
 
 
 #: largest expansion of a bundle's YAML when no limit is given (the default body limit)
@@ -75,6 +86,20 @@ def summary(bundle: Content) -> dict[str, Any]:
             "Counts": {prefix: len(objs) for prefix, objs in sorted(bundle.sections.items())}}
 
 
+def installs(kinds: Mapping[str, Kind], prefix: str) -> bool:
+    """Whether a bundle's section ``prefix`` is installed as objects."""
+    return prefix in OBJECT_SECTIONS or isinstance(kinds.get(prefix), ExtendedKind)
+
+
+def owner_of(obj: Any) -> str:
+    """The bundle a stored object came from ('' for a user's object)."""
+    if isinstance(obj, dict):
+        return str(obj.get("Bundle") or "") if obj.get("ReadOnly") else ""
+    if not getattr(obj, "ReadOnly", False):
+        return ""
+    return getattr(obj, "Bundle", "") or (getattr(obj, "Meta", None) or {}).get("Bundle", "")
+
+
 class ContentService:
     def __init__(self, store: Store, secure: Any = None) -> None:
         self.store = store
@@ -82,13 +107,21 @@ class ContentService:
         #: the values already stored for it, as a param write does
         self.secure = secure
 
-    def objects_of(self, bundle: Content) -> list[tuple[str, str, Any]]:
+    def objects_of(self, bundle: Content,
+                   kinds: Mapping[str, Kind] | None = None) -> list[tuple[str, str, Any]]:
+        """The objects a bundle installs, validated and marked as the bundle's.
+
+        Objects are read as Go writes them (``Endpoint``, ``Bundle``,
+        ``Partial``, unknown fields: ignored). ``kinds`` adds the object
+        types a provider is about to declare (its own bundle may carry them).
+        """
+        kinds = self.store.kinds if kinds is None else kinds
         name = bundle.meta.Name
         found = []
         for prefix, entries in bundle.sections.items():
-            if prefix not in OBJECT_SECTIONS:
+            if not installs(kinds, prefix):
                 continue
-            kind = KINDS[prefix]
+            kind = kinds.get(prefix) or KINDS[prefix]
             if not isinstance(entries, dict):
                 raise BadRequest(f"bundle {name}: section {prefix} is not a map",
                                  model="contents", key=name)
@@ -97,9 +130,10 @@ class ContentService:
                     raise BadRequest(f"bundle {name}: {prefix}/{key} is not an object",
                                      model="contents", key=name)
                 raw = dict(raw)
-                if prefix == "templates" and "ID" in raw and "Name" not in raw:
-                    raw["Name"] = raw.pop("ID")  # DRP keys templates by ID
-                raw.setdefault(kind.key_field, key)
+                if prefix == "templates" and "ID" not in raw and "Name" in raw:
+                    raw["ID"] = raw.pop("Name")  # written by an older drpd
+                if not raw.get(kind.key_field):
+                    raw[kind.key_field] = key
                 try:
                     obj = kind.convert(raw)
                     obj = kind.prepare(obj)
@@ -109,10 +143,14 @@ class ContentService:
                 if kind.key_of(obj) != key:
                     raise Unprocessable(f"bundle {name}: {prefix}/{key} is named "
                                         f"{kind.key_of(obj)!r}", model="contents", key=name)
-                obj.ReadOnly = True
-                obj.Validated = True
-                obj.Available = True
-                obj.Meta = {**obj.Meta, BUNDLE_META: name}
+                if isinstance(obj, dict):
+                    obj.update(ReadOnly=True, Bundle=name)
+                else:
+                    obj.ReadOnly = True
+                    obj.Validated = True
+                    obj.Available = True
+                    obj.Errors = []
+                    obj.Bundle = name
                 found.append((prefix, key, obj))
         return found
 
@@ -120,20 +158,22 @@ class ContentService:
         record = self.store.get("contents", name)
         if record is None:
             return set()
+        kinds = self.store.kinds
         return {(prefix, key) for prefix, entries in record.obj.sections.items()
-                if prefix in OBJECT_SECTIONS for key in entries}
+                if installs(kinds, prefix) for key in (entries or {})}
 
-    def check(self, bundle: Content) -> list[tuple[str, str, Any]]:
+    def check(self, bundle: Content,
+              kinds: Mapping[str, Kind] | None = None) -> list[tuple[str, str, Any]]:
         """Validate a bundle and find clashes; returns its objects. Changes nothing."""
         name = bundle.meta.Name
         check_name(name, model="contents")
-        objects = self.objects_of(bundle)
+        objects = self.objects_of(bundle, kinds)
         mine = self.owned(name)
         for prefix, key, _ in objects:
             existing = self.store.get(prefix, key)
             if existing is None or (prefix, key) in mine:
                 continue
-            owner = existing.obj.Meta.get(BUNDLE_META) if existing.obj.ReadOnly else None
+            owner = owner_of(existing.obj)
             whose = f"content bundle {owner}" if owner else "a user"
             raise Conflict(f"bundle {name}: {prefix} {key} clashes with the one from {whose}",
                            model="contents", key=name)

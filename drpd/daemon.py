@@ -232,6 +232,7 @@ class Daemon:
                 context = ApiContext(
                     settings=settings, store=self.store, bus=self.bus, auth=auth,
                     api_port=self.api_port, static_port=self.static_port, version=__version__,
+                    address=url_host(settings.bind).strip("[]"),
                     files_dir=self.state.files, metrics=self.metrics,
                     params=ParamChecker(self.store),
                     content=ContentService(self.store, secure=secure), secure=secure,

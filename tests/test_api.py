@@ -29,7 +29,8 @@ SAMPLES: dict[str, tuple[dict[str, Any], str, str, Any]] = {
     "tasks": ({"Name": "t1"}, "t1", "Description", "d"),
     "stages": ({"Name": "s1", "Tasks": ["t1"]}, "s1", "Description", "d"),
     "bootenvs": ({"Name": "b1", "Kernel": "vmlinuz"}, "b1", "Description", "d"),
-    "templates": ({"Name": "tm1", "Contents": "hello"}, "tm1", "Description", "d"),
+    "templates": ({"ID": "tm1", "Contents": "hello"}, "tm1", "Description", "d"),
+    "workflows": ({"Name": "w1", "Stages": ["s1"]}, "w1", "Description", "d"),
 }
 
 
@@ -103,7 +104,9 @@ async def test_every_prefix_every_verb(api: httpx.AsyncClient, prefix: str) -> N
 
 
 def _key(prefix: str, obj: dict[str, Any]) -> str:
-    return obj["meta"]["Name"] if prefix == "contents" else obj.get("Name", "")
+    if prefix == "contents":
+        return obj["meta"]["Name"]
+    return obj.get("ID", "") if prefix == "templates" else obj.get("Name", "")
 
 
 async def test_plugin_providers_are_read_only(api: httpx.AsyncClient) -> None:
@@ -145,8 +148,8 @@ async def test_params_subresource(api: httpx.AsyncClient) -> None:
 async def test_bad_input_changes_nothing(api: httpx.AsyncClient) -> None:
     r = await api.post("/machines", content=b'{"Name": "bad1",')
     assert r.status_code == 400 and "malformed JSON" in r.json()["Messages"][0]
-    r = await api.post("/machines", json={"Name": "bad2", "Bogus": 1, "Other": 2})
-    assert r.status_code == 400 and "`Bogus`" in r.json()["Messages"][0]
+    r = await api.post("/machines", json={"Name": "bad2", "Profiles": "not-a-list"})
+    assert r.status_code == 400 and "$.Profiles" in r.json()["Messages"][0]
     r = await api.post("/machines", json={"Name": 5})
     assert r.status_code == 400 and "$.Name" in r.json()["Messages"][0]
     for name in (".", "..", "-lead", "sp ace", "a/b"):
@@ -211,11 +214,11 @@ async def test_if_match(api: httpx.AsyncClient) -> None:
 
 async def test_list_order_filters_paging(api: httpx.AsyncClient) -> None:
     for name in ("zz-l", "aa-l", "mm-l"):
-        await api.post("/templates", json={"Name": name, "Description": "paging"})
-    names = [t["Name"] for t in (await api.get("/templates", params={"Description": "paging"})).json()]
+        await api.post("/templates", json={"ID": name, "Description": "paging"})
+    names = [t["ID"] for t in (await api.get("/templates", params={"Description": "paging"})).json()]
     assert names == ["aa-l", "mm-l", "zz-l"]
     page = (await api.get("/templates", params={"Description": "paging", "offset": 1, "limit": 1})).json()
-    assert [t["Name"] for t in page] == ["mm-l"]
+    assert [t["ID"] for t in page] == ["mm-l"]
     assert (await api.get("/templates", params={"Nope": "x"})).status_code == 400
 
 
@@ -236,7 +239,7 @@ async def test_auth(shared_drpd: DrpdProcess) -> None:
         # a token from the API works as Bearer and as ?token=
         r = await anon.get("/users/rocketskates/token", params={"ttl": 60}, auth=shared_drpd.auth)
         token = r.json()["Token"]
-        assert r.json()["Info"]["ApiPort"] > 0
+        assert r.json()["Info"]["api_port"] > 0
         assert (await anon.get("/info", headers={"Authorization": f"Bearer {token}"})).status_code == 200
         assert (await anon.get("/info", params={"token": token})).status_code == 200
         # a tampered token and an expired one (signed with drpd's real key) fail
@@ -304,9 +307,10 @@ async def test_tls_verifies_with_generated_cert(shared_drpd: DrpdProcess) -> Non
 
 async def test_info(api: httpx.AsyncClient, shared_drpd: DrpdProcess) -> None:
     info = (await api.get("/info")).json()
-    assert info["Os"] == "linux" and info["Arch"] in ("amd64", "arm64")
-    assert info["ApiPort"] == int(shared_drpd.endpoint.rsplit(":", 1)[1])
-    assert info["FilePort"] > 0 and isinstance(info["Uptime"], int)
+    assert info["os"] == "linux" and info["arch"] in ("amd64", "arm64")
+    assert info["api_port"] == int(shared_drpd.endpoint.rsplit(":", 1)[1])
+    assert info["file_port"] > 0 and isinstance(info["uptime"], int)
+    assert info["address"] == "127.0.0.1" and "secure-param-upgrade" in info["features"]
 
 
 async def test_unknown_paths_answer_drp_errors(api: httpx.AsyncClient) -> None:

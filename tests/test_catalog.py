@@ -148,8 +148,8 @@ def test_cli_reads_catalog_url_from_info(tmp_path: Path) -> None:
 
     def reply(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
-        return httpx.Response(200, json={"CatalogUrl": served.as_uri(), "Arch": "amd64",
-                                         "Os": "linux"})
+        return httpx.Response(200, json={"catalog_url": served.as_uri(), "arch": "amd64",
+                                         "os": "linux"})
 
     def run(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
@@ -231,8 +231,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory, info: dict[str, Any]) -> Path
 
     def add(name: str, version: str, data: bytes, source: str, ctype: str = "ContentPackage",
             digests: dict[str, str] | None = None) -> None:
-        target = root / source.replace("{{.ProvArch}}", info["Arch"]).replace(
-            "{{.ProvOs}}", info["Os"])
+        target = root / source.replace("{{.ProvArch}}", info["arch"]).replace(
+            "{{.ProvOs}}", info["os"])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         items[f"{name}-{version}"] = {
@@ -245,9 +245,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory, info: dict[str, Any]) -> Path
         digests={"any": "0" * 64})
     echo = (TEST_PROVIDERS / "sdk_echo.py").read_bytes()
     add("sdk_echo", "1.2.3", echo, "providers/{{.ProvArch}}/{{.ProvOs}}/sdk_echo",
-        ctype="PluginProvider", digests={f"{info['Arch']}/{info['Os']}": sha(echo)})
+        ctype="PluginProvider", digests={f"{info['arch']}/{info['os']}": sha(echo)})
     add("bad_echo", "1.2.3", echo, "providers/bad_echo", ctype="PluginProvider",
-        digests={f"{info['Arch']}/{info['Os']}": sha(b"something else")})
+        digests={f"{info['arch']}/{info['os']}": sha(b"something else")})
     (root / "catalog.json").write_text(json.dumps(
         {"meta": {"Name": "test"}, "sections": {"catalog_items": items}}))
     return root

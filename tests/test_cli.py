@@ -826,13 +826,13 @@ def test_other_prefixes(env: dict[str, str], unique: str, prefix: str) -> None:
 
 def test_info_and_tokens(env: dict[str, str], shared_drpd: DrpdProcess) -> None:
     info = ok(drpcli(env, "info", "get"))
-    assert info["Os"] == "linux" and info["ApiPort"] == int(shared_drpd.endpoint.rsplit(":", 1)[1])
+    assert info["os"] == "linux" and info["api_port"] == int(shared_drpd.endpoint.rsplit(":", 1)[1])
     answer = ok(drpcli(env, "users", "token", "rocketskates", "ttl", "600"))
-    assert answer["Token"] and answer["Info"]["Version"] == info["Version"]
+    assert answer["Token"] and answer["Info"]["version"] == info["version"]
 
     no_key = {k: v for k, v in env.items() if k != "RS_KEY"}
-    assert ok(drpcli({**no_key, "RS_TOKEN": answer["Token"]}, "info", "get"))["Os"] == "linux"
-    assert ok(drpcli(no_key, "-T", answer["Token"], "info", "get"))["Os"] == "linux"
+    assert ok(drpcli({**no_key, "RS_TOKEN": answer["Token"]}, "info", "get"))["os"] == "linux"
+    assert ok(drpcli(no_key, "-T", answer["Token"], "info", "get"))["os"] == "linux"
     r = sh(
         {**no_key, "RS_KEY": env["RS_KEY"]},
         "RS_TOKEN=$(drpcli users token rocketskates | jq -r .Token) RS_KEY= drpcli info get | jq -r .Os",
@@ -849,7 +849,7 @@ def test_users_and_passwords(env: dict[str, str], unique: str) -> None:
     line = failed(drpcli(env, "-U", unique, "-P", "wrong", "info", "get"))
     assert line.startswith("Error: 401 ")
     key_env = {**env, "RS_KEY": f"{unique}:first-pw"}
-    assert ok(drpcli(key_env, "info", "get"))["Os"] == "linux"
+    assert ok(drpcli(key_env, "info", "get"))["os"] == "linux"
 
 
 def test_events_post(env: dict[str, str], unique: str) -> None:
@@ -890,11 +890,11 @@ def test_global_flags(env: dict[str, str], shared_drpd: DrpdProcess) -> None:
             "get",
         )
     )
-    assert info["Os"] == "linux"
+    assert info["os"] == "linux"
     # a loopback endpoint's own certificate is taken without --ca-cert
-    assert ok(drpcli(bare, "-E", shared_drpd.endpoint, "info", "get"))["Os"] == "linux"
+    assert ok(drpcli(bare, "-E", shared_drpd.endpoint, "info", "get"))["os"] == "linux"
     localhost = shared_drpd.endpoint.replace("127.0.0.1", "localhost")
-    assert ok(drpcli(bare, "--endpoint", localhost, "info", "get"))["Os"] == "linux"
+    assert ok(drpcli(bare, "--endpoint", localhost, "info", "get"))["os"] == "linux"
     # global flags go anywhere, as upstream's
     listed = drpcli(env, "machines", "list", "-F", "yaml")
     assert listed.returncode == 0 and not listed.stdout.startswith("[")
@@ -956,16 +956,16 @@ def test_tls_non_loopback(tmp_path: Path) -> None:
         line = failed(drpcli(ca_less, "info", "get"))
         assert line.startswith(f"Error: cannot verify the TLS certificate of {endpoint}")
         assert "--ca-cert" in line and "--insecure" in line
-        assert ok(drpcli(ca_less, "--ca-cert", drpd.ca_cert, "info", "get"))["Os"] == "linux"
-        assert ok(drpcli(env, "info", "get"))["Os"] == "linux"  # RS_CA_CERT
-        assert ok(drpcli(ca_less, "--insecure", "info", "get"))["Os"] == "linux"
+        assert ok(drpcli(ca_less, "--ca-cert", drpd.ca_cert, "info", "get"))["os"] == "linux"
+        assert ok(drpcli(env, "info", "get"))["os"] == "linux"  # RS_CA_CERT
+        assert ok(drpcli(ca_less, "--insecure", "info", "get"))["os"] == "linux"
 
 
 def test_plain_http(tmp_path: Path) -> None:
     with DrpdProcess(tmp_path / "state", no_tls=True) as drpd:
         env = cli_env(drpd)
         assert drpd.endpoint.startswith("http://")
-        assert ok(drpcli(env, "info", "get"))["Os"] == "linux"
+        assert ok(drpcli(env, "info", "get"))["os"] == "linux"
         r = sh(env, "drpcli profiles create plain | jq -r .Name")
         assert (r.returncode, r.stdout) == (0, "plain\n"), r.stderr
 

@@ -45,7 +45,7 @@ def api(drpd: DrpdProcess) -> Iterator[httpx.Client]:
 
 
 def static_url(api: httpx.Client) -> str:
-    return f"http://127.0.0.1:{api.get('/info').json()['FilePort']}"
+    return f"http://127.0.0.1:{api.get('/info').json()['file_port']}"
 
 
 def raw_get(port: int, target: str, auth: bool = False, tls: bool = False) -> bytes:

@@ -85,7 +85,7 @@ async def test_content_bundle_is_read_only_and_follows_provider(api: httpx.Async
     assert [s["meta"]["Name"] for s in summaries] == ["incrementer"]
     assert summaries[0]["Counts"] == {"params": 3, "profiles": 1}
     param = (await api.get("/params/incrementer/step")).json()
-    assert param["ReadOnly"] is True and param["Meta"]["Bundle"] == "incrementer"
+    assert param["ReadOnly"] is True and param["Bundle"] == "incrementer"
     r = await api.patch("/params/incrementer/step", json={"Description": "mine"},
                         headers={"Content-Type": "application/merge-patch+json"})
     assert r.status_code == 403

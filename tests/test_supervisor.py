@@ -360,7 +360,7 @@ async def test_provider_environment_sockets_and_token(api: httpx.AsyncClient,
     assert environ["RS_CA_CERT"] == drpd.ca_cert
     assert environ["RS_WEBROOT"] == str(drpd.state_dir / "files")
     info = (await api.get("/info")).json()
-    assert environ["RS_FILESERVER"] == f"http://127.0.0.1:{info['FilePort']}"
+    assert environ["RS_FILESERVER"] == f"http://127.0.0.1:{info['file_port']}"
     assert environ["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
     # the working directory is a private scratch directory
     cwd = os.readlink(f"/proc/{pid}/cwd")
@@ -386,7 +386,7 @@ async def test_unpack_into_file_space(api: httpx.AsyncClient, drpd: DrpdProcess)
     assert (unpacked / "echo-helper.sh").read_text().startswith("#!/bin/sh")
     info = (await api.get("/info")).json()
     async with httpx.AsyncClient() as plain:
-        r = await plain.get(f"http://127.0.0.1:{info['FilePort']}"
+        r = await plain.get(f"http://127.0.0.1:{info['file_port']}"
                             "/files/plugin_providers/sdk_echo/data/readme.txt")
         assert r.status_code == 200 and r.text == "sdk_echo assets\n"
 

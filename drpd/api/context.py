@@ -38,6 +38,10 @@ class ApiContext:
     auth: Authenticator
     api_port: int = 0
     static_port: int = 0
+    #: the address providers and clients reach drpd at (``/info``'s ``address``)
+    address: str = "127.0.0.1"
+    #: standing problems ``/info`` reports in ``errors`` (e.g. no TLS for Go providers)
+    info_errors: list[str] = field(default_factory=list)
     version: str = "0.1.0"
     started: float = field(default_factory=time.monotonic)
     params: ParamChecker | None = None

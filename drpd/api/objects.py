@@ -1,7 +1,7 @@
 """One generic implementation of the REST surface of every object prefix.
 
-Handlers decode and validate at the edge (``Kind.decode`` refuses unknown
-fields and wrong types), then hand the store a typed object. Every write goes
+Handlers decode and validate at the edge (``Kind.decode`` ignores unknown
+fields as Go does and refuses wrong types), then hand the store a typed object. Every write goes
 through ``Store.create`` / ``modify`` / ``delete``, so it is atomic, durable
 and evented; read-only (content) objects are refused with 403.
 """
@@ -37,8 +37,11 @@ from .patching import json_patch, merge_patch
 bp = Blueprint("objects", __name__)
 _encode = msgspec.json.Encoder().encode
 
-#: fields the server owns: what a client sends for them is ignored
-_SERVER_FIELDS = ("Validated", "Available", "Errors", "ReadOnly")
+#: fields the server owns: what a client sends for them is ignored (a Go
+#: client sends them all back with every PUT)
+_SERVER_FIELDS = ("Validated", "Available", "Errors", "ReadOnly", "Bundle", "Partial")
+#: a machine's references to other objects, checked on every write (422)
+_MACHINE_REFS = (("Stage", "stages"), ("Workflow", "workflows"), ("BootEnv", "bootenvs"))
 
 
 def ctx() -> ApiContext:
@@ -149,6 +152,9 @@ def wants_wait() -> bool:
 
 def finish(kind: Kind, old: Any | None, new: Any) -> Any:
     """Validate a decoded object and carry over what the server owns."""
+    if old is not None and getattr(old, "Locked", False) and getattr(new, "Locked", False):
+        raise Forbidden(f"{kind.prefix} {kind.key_of(old)} is locked: unlock it first "
+                        "(set Locked to false)", model=kind.prefix, key=kind.key_of(old))
     new = kind.prepare(new)
     if too_deep(new, max_depth()):
         raise Unprocessable(f"the object would nest more than {max_depth()} levels deep",
@@ -171,6 +177,11 @@ def finish(kind: Kind, old: Any | None, new: Any) -> Any:
         if missing:
             raise Unprocessable(f"profiles not found: {', '.join(missing)}",
                                 model=kind.prefix, key=kind.key_of(new))
+        for field, prefix in _MACHINE_REFS:
+            ref = getattr(new, field)
+            if ref and prefix in store.kinds and store.get(prefix, ref) is None:
+                raise Unprocessable(f"{field} {ref!r} not found (no such {prefix} object)",
+                                    model=kind.prefix, key=kind.key_of(new))
     if kind.has_params:
         checker = ctx().params
         secure = ctx().secure
@@ -194,7 +205,9 @@ def finish(kind: Kind, old: Any | None, new: Any) -> Any:
 def check_writable(kind: Kind, record: Record | None = None) -> None:
     if not kind.writable:
         raise MethodNotAllowed(f"{kind.prefix} cannot be written this way", model=kind.prefix)
-    if record is not None and getattr(record.obj, "ReadOnly", False):
+    obj = record.obj if record is not None else None
+    if obj is not None and (obj.get("ReadOnly") if isinstance(obj, dict)
+                            else getattr(obj, "ReadOnly", False)):
         raise Forbidden(f"{kind.prefix} {kind.key_of(record.obj)} is read-only",
                         model=kind.prefix, key=kind.key_of(record.obj))
 
@@ -267,6 +280,9 @@ async def item(prefix: str, rest: str) -> Response:
         await read_body()
         record = resolve(kind, key)
         check_writable(kind, record)
+        if getattr(record.obj, "Locked", False):
+            raise Forbidden(f"{prefix} {key} is locked: unlock it before deleting it",
+                            model=prefix, key=key)
         deleted = await ctx().store.delete(prefix, kind.key_of(record.obj),
                                            principal=principal(), if_rev=if_match())
         await after_write(kind, "delete", deleted, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import socket
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ import msgspec
 from quart import Blueprint, Response, request
 
 from ..auth import DEFAULT_USER
-from ..models import BadRequest, Info, Kind, NotFound, TokenResponse, decode_as
+from ..models import BadRequest, Info, Kind, NotFound, Stat, TokenResponse, decode_as
 from ..store import public_view
 from .objects import ctx, finish, json_response, principal, read_body, resolve
 
@@ -19,17 +20,29 @@ bp = Blueprint("system", __name__)
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le"}
 
 
+#: DRP feature flags drpd honours, then drpd's own; Go-SDK providers test for
+#: DRP's (ipmi will not configure without ``secure-param-upgrade``)
+FEATURES = ("api-v3", "secure-params", "secure-param-upgrade", "plugin-v4",
+            "plugins-v4", "events-seq", "etag")
+
+
 def info() -> Info:
     c = ctx()
+    stats = [Stat(name=f"{prefix}.count", count=len(c.store.list(prefix)))
+             for prefix in ("machines", "subnets") if prefix in c.store.kinds]
     return Info(
-        Version=c.version,
-        Arch=_ARCH.get(platform.machine(), platform.machine()),
-        Os=platform.system().lower(),
-        Uptime=int(time.monotonic() - c.started),
-        Features=["api-v3", "plugins-v4", "events-seq", "etag"],
-        ApiPort=c.api_port,
-        FilePort=c.static_port,
-        CatalogUrl=c.settings.catalog_url,
+        version=c.version,
+        arch=_ARCH.get(platform.machine(), platform.machine()),
+        os=platform.system().lower(),
+        uptime=int(time.monotonic() - c.started),
+        features=list(FEATURES),
+        api_port=c.api_port,
+        file_port=c.static_port,
+        address=c.address,
+        server_hostname=socket.gethostname(),
+        stats=stats,
+        errors=list(c.info_errors),
+        catalog_url=c.settings.catalog_url,
     )
 
 

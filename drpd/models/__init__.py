@@ -34,10 +34,12 @@ from .objects import (
     PluginRuntime,
     Profile,
     Stage,
+    Stat,
     Task,
     Template,
     TokenResponse,
     User,
+    Workflow,
 )
 
 __all__ = [
@@ -45,7 +47,7 @@ __all__ = [
     "ContentMeta", "DrpError", "Error", "Event", "Forbidden", "GatewayTimeout", "Info",
     "InsufficientStorage", "Kind",
     "Machine", "MethodNotAllowed", "NotFound", "Param", "PayloadTooLarge", "Plugin",
-    "PluginProvider", "PluginRuntime", "PreconditionFailed", "Profile", "RequestTimeout", "Stage", "Task",
-    "Template", "TokenResponse", "Unauthorized", "Unavailable", "Unprocessable", "User",
+    "PluginProvider", "PluginRuntime", "PreconditionFailed", "Profile", "RequestTimeout", "Stage", "Stat", "Task",
+    "Template", "TokenResponse", "Unauthorized", "Unavailable", "Unprocessable", "User", "Workflow",
     "decode_as",
 ]

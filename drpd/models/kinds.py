@@ -110,6 +110,7 @@ KINDS: dict[str, Kind] = {
         Kind("tasks", o.Task),
         Kind("stages", o.Stage),
         Kind("bootenvs", o.BootEnv),
-        Kind("templates", o.Template),
+        Kind("templates", o.Template, key_field="ID"),
+        Kind("workflows", o.Workflow),
     )
 }

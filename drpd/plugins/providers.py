@@ -34,7 +34,8 @@ import msgspec
 import trio
 
 from ..content import parse_bundle
-from ..models import BadRequest, Content, DrpError, NotFound, PluginProvider, Unprocessable
+from ..models import BadRequest, Content, DrpError, Kind, NotFound, PluginProvider, Unprocessable
+from ..models.extended import ExtendedKind, extended_kind
 from ..models.names import is_valid_provider_name
 from ..storage import insufficient_storage, is_no_space
 from .define import DefineError, VerbResult, define, file_digest, run_verb
@@ -183,7 +184,8 @@ class ProviderRegistry:
         provider.Size, provider.Sha256 = size, sha
         bundle = self._bundle_of(provider)
         if bundle is not None:
-            manager.content.check(bundle)  # a clash refuses the provider, changing nothing
+            # a clash refuses the provider, changing nothing
+            manager.content.check(bundle, self._kinds_with(provider))
         async with self._lock(provider.Name):
             old = manager.providers.get(provider.Name)
             unchanged = (old is not None and old.Sha256 == sha
@@ -203,6 +205,7 @@ class ProviderRegistry:
                 return old  # the same bytes again change nothing
             await self._store(provider)
             manager.providers[provider.Name] = provider
+            manager.sync_object_types()  # its bundle may hold objects of its StoreObjects
             await self._install_bundle(provider.Name, bundle)
             if await self._unpack(provider.Name):
                 await self._unmark(provider.Name)
@@ -218,8 +221,17 @@ class ProviderRegistry:
         bundle = parse_bundle(provider.Content, what=f"provider {provider.Name} Content")
         bundle.meta.Name = provider.Name
         bundle.meta.Source = bundle.meta.Source or f"plugin_provider:{provider.Name}"
-        self.manager.content.objects_of(bundle)  # validates every object
+        self.manager.content.objects_of(bundle, self._kinds_with(provider))  # validates them
         return bundle
+
+    def _kinds_with(self, provider: PluginProvider) -> dict[str, Kind]:
+        """The store's object types plus the ones ``provider`` declares."""
+        kinds = dict(self.manager.store.kinds)
+        for prefix, schema in (provider.StoreObjects or {}).items():
+            current = kinds.get(prefix)
+            if current is None or isinstance(current, ExtendedKind):
+                kinds[prefix] = extended_kind(prefix, schema, provider=provider.Name)
+        return kinds
 
     async def _install_bundle(self, name: str, bundle: Content | None) -> None:
         content = self.manager.content
