@@ -243,7 +243,7 @@ async def kill_bare(process: trio.Process) -> None:
 
 
 async def stop_bare(run: BareRun, *, grace: float = 5.0) -> float:
-    """PROTOCOL.md's stop: ``/stop``, wait for the exit, then SIGKILL the group.
+    """docs/protocol.md's stop: ``/stop``, wait for the exit, then SIGKILL the group.
 
     Returns the seconds from the ``/stop`` request to the exit (shielded, bounded).
     """

@@ -72,6 +72,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: the principal of a token a provider's ``define``/``unpack`` gets (short-lived)
+PROVIDER_PRINCIPAL = "plugin_provider:"
+
+
 class TokenClaims(msgspec.Struct, kw_only=True):
     u: str  # user or "plugin:<instance>"
     e: int = 0  # expiry, unix seconds; 0 never
@@ -140,7 +144,8 @@ class Authenticator:
             raise Unauthorized("token expired")
         if claims.i and self._token_revoked(claims):
             raise Unauthorized("token revoked: its plugin instance is gone")
-        if not claims.i and self._password_hash_of(claims.u) is None and not (
+        provider_token = claims.u.startswith(PROVIDER_PRINCIPAL) and claims.e > 0
+        if not claims.i and not provider_token and self._password_hash_of(claims.u) is None and not (
             self.default_user and claims.u == DEFAULT_USER
         ):
             raise Unauthorized(f"token of unknown user {claims.u}")

@@ -4,7 +4,7 @@ drpcli does; this module knows nothing of drpd's insides and uses no trio
 (drpcli imports it).
 
 A catalog is a JSON content bundle whose ``sections.catalog_items`` maps ids
-to :class:`CatalogItem`\\ s (API.md "Catalog")::
+to :class:`CatalogItem`\\ s (docs/api.md "Catalog")::
 
     {"meta": {"Name": "drpd", ...},
      "sections": {"catalog_items": {

@@ -48,7 +48,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     config_timeout: float = 30.0
     action_timeout: float = 60.0
     stop_grace: float = 10.0
-    #: a provider run longer than this counts as healthy (PROTOCOL.md §5)
+    #: a provider run longer than this counts as healthy (docs/protocol.md §5)
     healthy_after: float = 60.0
     #: crash back-off: first delay after quick successive crashes, and its cap
     backoff_initial: float = 0.5

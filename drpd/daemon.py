@@ -37,7 +37,7 @@ from .bus import EventBus
 from .config import FIELDS, RESTART_ONLY, ConfigError, Settings, load_settings
 from .logs import set_level, setup_logging
 from .notify import Notifier, watchdog, watchdog_interval
-from .store import SQLiteStore
+from .store import SQLiteStore, Store
 from .sweep import sweep_temporaries
 
 log = logging.getLogger("drpd")
@@ -119,6 +119,23 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+#: why a Go-SDK provider's event stream fails under --no-tls (in /info's errors and the log)
+NO_TLS_GO_EVENTS = (
+    "drpd serves plain HTTP (--no-tls): providers built with DRP's Go SDK that watch events "
+    "cannot connect, because DRP's Go client always dials the event websocket with TLS "
+    "(wss://); run drpd with TLS for them")
+
+
+async def ensure_global_profile(store: Store) -> None:
+    """DRP's ``global`` profile always exists: its params apply to every machine."""
+    from .models import Profile
+
+    if store.get("profiles", "global") is None:
+        await store.create("profiles", Profile(
+            Name="global", Description="Params every machine has after its own profiles",
+            Validated=True, Available=True), principal="drpd")
+
+
 class Daemon:
     """The running parts of one drpd, wired together.
 
@@ -127,7 +144,7 @@ class Daemon:
 
     1. ``STOPPING=1``; the API, static and metrics listeners stop accepting
        connections, and requests in flight get hypercorn's graceful period;
-    2. every supervisor stops its provider (PROTOCOL.md section 5), all at once;
+    2. every supervisor stops its provider (docs/protocol.md section 5), all at once;
     3. providers still alive shortly before ``shutdown_timeout`` are
        SIGKILLed, with anything carrying drpd's run marker, so the bound
        holds even for providers that ignore /stop and SIGTERM;
@@ -198,6 +215,7 @@ class Daemon:
                 await self.store.open()
             except Exception as exc:
                 raise StartupError(f"cannot open the store {self.state.db}: {exc}") from None
+            await ensure_global_profile(self.store)
             # events of an earlier run are not retained: resumes from before are gaps
             self.bus.resume_from(self.store.last_seq)
             try:
@@ -233,6 +251,7 @@ class Daemon:
                     settings=settings, store=self.store, bus=self.bus, auth=auth,
                     api_port=self.api_port, static_port=self.static_port, version=__version__,
                     address=url_host(settings.bind).strip("[]"),
+                    info_errors=[NO_TLS_GO_EVENTS] if settings.no_tls else [],
                     files_dir=self.state.files, metrics=self.metrics,
                     params=ParamChecker(self.store),
                     content=ContentService(self.store, secure=secure), secure=secure,
@@ -248,6 +267,7 @@ class Daemon:
                 api_config.accesslog = None
                 api_config.errorlog = logging.getLogger("hypercorn.error")
                 if settings.no_tls:
+                    log.warning(NO_TLS_GO_EVENTS)
                     api_sockets = Sockets([], [api_sock], [])
                 else:
                     assert self.cert is not None

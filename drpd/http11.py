@@ -1,12 +1,13 @@
 """A lean HTTP/1.1 layer over UNIX sockets, on trio and h11, for both sides.
 
-drpd talks to every plugin instance over two UNIX sockets (PROTOCOL.md): it
+drpd talks to every plugin instance over two UNIX sockets (docs/protocol.md): it
 serves ``/api-server-plugin/v4`` to the provider and calls the provider's
 ``/api-plugin/v4``; the Python SDK does the mirror image. With 200
 instances, each one costs a listener, a pool and their tasks, so this
 module is plain trio tasks around h11: no framework, no routing, no
 drpd policy. Bytes in, bytes out; every body is sent with a
-``Content-Length`` (the wire contract forbids chunking).
+``Content-Length``, and chunked bodies are read too (Go's net/http chunks
+any body over about 2 KB), bounded by the same byte limit.
 
 Server: :func:`serve_unix` runs ``handler(method, target, body) ->
 (status, body)`` for each request, on keep-alive connections.

@@ -1,6 +1,6 @@
 """Event patterns ``<type>.<action>.<key>`` and the websocket's two commands.
 
-This is the protocol half of the event websocket (API.md, "Events and the
+This is the protocol half of the event websocket (docs/api.md, "Events and the
 websocket"), kept free of I/O and of trio so that three parts can share it
 without paying for each other: the bus (:mod:`drpd.bus`) matches events
 against patterns, the websocket route (:mod:`drpd.api.events`) parses what

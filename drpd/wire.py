@@ -1,4 +1,4 @@
-"""The provider wire protocol (PROTOCOL.md), spelled once for both sides.
+"""The provider wire protocol (docs/protocol.md), spelled once for both sides.
 
 drpd (``drpd.plugins``) and the provider SDK (``drpd.sdk``) import the
 paths, verbs and envelopes from here, so the two cannot drift apart. Light

@@ -110,7 +110,7 @@ class EventStream:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], patterns: Sequence[str]) -> EventStream:
-        """For a provider: ``RS_ENDPOINT``, ``RS_TOKEN`` and ``RS_CA_CERT`` (PROTOCOL.md §1)."""
+        """For a provider: ``RS_ENDPOINT``, ``RS_TOKEN`` and ``RS_CA_CERT`` (docs/protocol.md §1)."""
         endpoint = env.get("RS_ENDPOINT", "")
         if not endpoint:
             raise ClientError("RS_ENDPOINT is not set: is this provider running under drpd?")

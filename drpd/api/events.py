@@ -1,6 +1,6 @@
 """The event routes: ``POST /api/v3/events`` and the websocket ``GET /api/v3/ws``.
 
-A websocket connection is two tasks in one nursery (API.md, "Events and the
+A websocket connection is two tasks in one nursery (docs/api.md, "Events and the
 websocket"): the receiver parses ``register`` / ``deregister`` frames and
 updates the connection's :class:`~drpd.bus.Feed`; the sender drains that feed
 into the socket. The bus only ever appends to the feed, so a client that

@@ -117,7 +117,25 @@ def show(kind: Kind, record: Record) -> dict[str, Any]:
     hooks = ctx().hooks.get(kind.prefix)
     if hooks is not None:
         data = hooks.present(record, data)
+    if kind.prefix == "plugin_providers" and isinstance(data, dict):
+        present_provider(data)
     return data
+
+
+def present_provider(data: dict[str, Any]) -> None:
+    """A provider as DRP shows it: ``Meta`` from its content's meta, and its
+    embedded ``Content`` (megabytes for some) only with ``?content=true``."""
+    bundle = ctx().store.get("contents", str(data.get("Name", "")))
+    if bundle is not None:
+        meta = bundle.obj.meta
+        data["Meta"] = {**{k: v for k, v in (("DisplayName", meta.DisplayName),
+                                             ("Icon", meta.Icon), ("Color", meta.Color),
+                                             ("Description", meta.Description),
+                                             ("License", meta.License),
+                                             ("DocUrl", meta.DocUrl)) if v},
+                        "Type": "plugin", **(data.get("Meta") or {})}
+    if request.args.get("content", "").lower() not in ("true", "1", "yes"):
+        data["Content"] = ""
 
 
 def resolve(kind: Kind, raw_key: str) -> Record:
@@ -283,6 +301,9 @@ async def item(prefix: str, rest: str) -> Response:
         if getattr(record.obj, "Locked", False):
             raise Forbidden(f"{prefix} {key} is locked: unlock it before deleting it",
                             model=prefix, key=key)
+        if prefix == "profiles" and kind.key_of(record.obj) == GLOBAL_PROFILE:
+            raise Forbidden("the global profile always exists: empty its Params instead",
+                            model=prefix, key=key)
         deleted = await ctx().store.delete(prefix, kind.key_of(record.obj),
                                            principal=principal(), if_rev=if_match())
         await after_write(kind, "delete", deleted, None)
@@ -295,7 +316,7 @@ async def item(prefix: str, rest: str) -> Response:
         real_key = kind.key_of(record.obj)
         if kind.prefix == "machines" and not new.Uuid:
             new.Uuid = real_key
-        return await replace(kind, record, lambda old: finish(kind, old, new))
+        return await replace(kind, record, lambda old: finish(kind, old, new), action="save")
     if method != "PATCH":
         await read_body()
         raise MethodNotAllowed(f"{method} is not allowed here", model=prefix)
@@ -313,11 +334,12 @@ async def item(prefix: str, rest: str) -> Response:
     return await replace(kind, record, mutate)
 
 
-async def replace(kind: Kind, record: Record, mutate: Any) -> Response:
+async def replace(kind: Kind, record: Record, mutate: Any, *, action: str = "update") -> Response:
+    """Write a changed object; its event says ``save`` for a PUT, as DRP's does."""
     key = kind.key_of(record.obj)
     old = record
     new = await ctx().store.modify(kind.prefix, key, mutate, principal=principal(),
-                                   if_rev=if_match())
+                                   if_rev=if_match(), action=action)
     await after_write(kind, "update", old, new)
     new = ctx().store.get(kind.prefix, key) or new
     return json_response(show(kind, new), etag=new.etag)
@@ -328,12 +350,12 @@ async def params(kind: Kind, key: str, name: str) -> Response:
     body = await read_body()
     record = resolve(kind, key)
     if method in ("GET", "HEAD"):
+        if request.args.get("aggregate", "").lower() in ("true", "1", "yes"):
+            return json_response(aggregate(kind, record, name))
         values = show(kind, record).get("Params", {})
         if not name:
             return json_response(values)
-        if name not in values:
-            raise NotFound(f"{kind.prefix} {key} has no param {name!r}", model=kind.prefix, key=key)
-        return json_response(values[name])
+        return json_response(values.get(name))  # not set: null, as DRP (Go SDK relies on it)
     check_writable(kind, record)
     if name and not is_valid_param_name(name):
         raise Unprocessable(f"invalid param name {name!r}", model=kind.prefix, key=key)
@@ -366,6 +388,45 @@ async def params(kind: Kind, key: str, name: str) -> Response:
         await _param_write(kind, record, drop)
         return json_response(removed)
     raise MethodNotAllowed(f"{method} is not allowed on params", model=kind.prefix, key=key)
+
+
+#: the profile whose params apply to every machine after its own profiles
+GLOBAL_PROFILE = "global"
+
+
+def aggregate(kind: Kind, record: Record, name: str) -> Any:
+    """The params an object effectively has (``?aggregate=true``, as DRP).
+
+    Its own, else its profiles' in order, else the ``global`` profile's, else
+    the param's schema default (one param) — all of them merged when no
+    ``name`` is given.
+    """
+    store = ctx().store
+    profiles = kind_for("profiles")
+    layers = [show(kind, record).get("Params") or {}]
+    names = list(getattr(record.obj, "Profiles", None) or [])
+    if not (kind.prefix == "profiles" and kind.key_of(record.obj) == GLOBAL_PROFILE):
+        names.append(GLOBAL_PROFILE)
+    for profile in names:
+        found = store.get("profiles", profile)
+        if found is not None:
+            layers.append(show(profiles, found).get("Params") or {})
+    if not name:
+        merged: dict[str, Any] = {}
+        for layer in reversed(layers):
+            merged.update(layer)
+        return merged
+    for layer in layers:
+        if name in layer:
+            return layer[name]
+    checker = ctx().params
+    if checker is not None:
+        from ..params import MISSING
+
+        default = checker.default(name)
+        if default is not MISSING:
+            return default
+    return None
 
 
 async def _param_write(kind: Kind, record: Record, mutate: Any) -> None:

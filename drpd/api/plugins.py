@@ -13,7 +13,16 @@ from quart import Blueprint, Response, request
 from ..models import Kind, NotFound, Unprocessable
 from ..models.names import is_valid_provider_name
 from ..plugins.interface import PluginSide
-from .objects import ctx, iter_body, json_response, read_body, resolve, show, wants_wait
+from .objects import (
+    ctx,
+    iter_body,
+    json_response,
+    present_provider,
+    read_body,
+    resolve,
+    show,
+    wants_wait,
+)
 
 bp = Blueprint("plugins", __name__)
 
@@ -34,7 +43,11 @@ async def provider_write(name: str) -> Response:
     existed = plugin_side().has_provider(name)
     provider = await plugin_side().upload_provider(
         name, iter_body(ctx().settings.max_upload_size))
-    return json_response(msgspec.to_builtins(provider), 200 if existed else 201)
+    # DRP's answer is {path, size} (Go's UploadPlugin reads just those); drpd adds the provider
+    data = msgspec.to_builtins(provider)
+    present_provider(data)
+    data.update(path=f"/plugin_providers/{name}", size=provider.Size)
+    return json_response(data, 200 if existed else 201)
 
 
 @bp.route("/api/v3/plugin_providers/<name>/binary", methods=["GET"])

@@ -1,6 +1,6 @@
 """Turning command-line words into values and objects, as DRP's drpcli does.
 
-Two rules, both from API.md:
+Two rules, both from docs/api.md:
 
 * a *value* (after ``to``, in ``name value`` pairs, in ``wait``) is JSON when
   it parses as JSON, else the word itself: ``9`` is a number, ``n`` is the

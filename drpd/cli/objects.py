@@ -129,7 +129,8 @@ def create(ctx: Context, a: Args) -> Any:
     obj = load_object(a["obj"], ctx.stdin)
     if isinstance(obj, str | int | float) and not isinstance(obj, bool):
         # DRP's drpcli accepts a bare name: `drpcli profiles create p1`.
-        obj = {"Name": str(obj)}
+        kind = KINDS.get(ctx.prefix)
+        obj = {kind.key_field if kind is not None else "Name": str(obj)}
     if not isinstance(obj, dict):
         raise CliError(f"create needs an object, got {_json_type(obj)}")
     return ctx.client.create(ctx.prefix, obj, _force(ctx))

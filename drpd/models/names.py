@@ -1,4 +1,4 @@
-"""Name rules of API.md, shared by the API, the store and the CLI."""
+"""Name rules of docs/api.md, shared by the API, the store and the CLI."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The stored and wire shapes, with DRP's field names.
 
-Input is read as DRP's Go server reads it (API.md): unknown fields are
+Input is read as DRP's Go server reads it (docs/api.md): unknown fields are
 ignored and ``null`` for a list or map means empty, so the whole struct a Go
 client or ``drpcli contents bundle`` writes (``Endpoint``, ``Bundle``,
 ``Partial``, job-runner fields, typos in hand-written packs) is accepted;
@@ -61,7 +61,7 @@ StrMap = dict[str, str] | None
 
 
 class Base(GoStruct, kw_only=True):
-    """Fields every stored object carries (API.md "Objects").
+    """Fields every stored object carries (docs/api.md "Objects").
 
     ``Endpoint`` and ``Bundle`` are DRP's ``Owned`` and ``Bundled``: Go
     clients and ``drpcli contents bundle`` write them on every object.

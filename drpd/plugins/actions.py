@@ -89,7 +89,7 @@ class ActionDispatcher:
 
     def choose(self, model: str, command: str, plugin: str | None,
                *, instance: str | None = None) -> Offer:
-        """Which instance runs ``command``; raises 404 / 409 / 503 as API.md says."""
+        """Which instance runs ``command``; raises 404 / 409 / 503 as docs/api.md says."""
         provider_name, plain = split_command(command)
         offers = [o for o in self.offers(model, instance=instance)
                   if o.action.Command == plain
@@ -122,7 +122,10 @@ class ActionDispatcher:
         sources: list[dict[str, Any]] = [posted]
         if target is not None and isinstance(getattr(target, "Params", None), dict):
             sources.append(target.Params)
-            for name in getattr(target, "Profiles", []) or []:
+            profiles = list(getattr(target, "Profiles", []) or [])
+            if model == "machines":
+                profiles.append("global")  # DRP: after the machine's own profiles
+            for name in profiles:
                 profile = store.get("profiles", name)
                 if profile is not None:
                     sources.append(profile.obj.Params)

@@ -160,7 +160,7 @@ def validate(provider: PluginProvider, binary: Path | str) -> PluginProvider:
     for action in provider.AvailableActions or []:
         if not action.Command:
             raise DefineError(f"{binary} define: an AvailableAction has no Command")
-        action.Model = action.Model or "system"
+        # an empty Model means a system action; it is kept empty, as DRP shows it
         action.Provider = provider.Name
         action.RequiredParams = action.RequiredParams or []
         action.OptionalParams = action.OptionalParams or []

@@ -64,7 +64,7 @@ class PluginSide(Protocol):
                          target: Any) -> tuple[int, bytes]:
         """Choose the instance, build ``Action.Params``, call it; (status, body).
 
-        Raises a ``DrpError`` (404, 409, 422, 502, 503, 504) as API.md says.
+        Raises a ``DrpError`` (404, 409, 422, 502, 503, 504) as docs/api.md says.
         """
         ...
 

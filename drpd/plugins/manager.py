@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import trio
 
-from ..auth import Authenticator
+from ..auth import PROVIDER_PRINCIPAL, Authenticator
 from ..bus import EventBus
 from ..config import Settings
 from ..content import ContentService
@@ -303,9 +303,16 @@ class PluginManager:
         env[RUN_VAR] = self.run_id
         return env
 
-    def provider_env(self, instance: str | None) -> dict[str, str]:
+    def provider_env(self, instance: str | None, provider: str = "") -> dict[str, str]:
+        """The environment of a provider verb; ``define`` and ``unpack`` (no
+        instance) get a short-lived token of the provider, as DRP promises a
+        token "in all cases"."""
         env = dict(self._base_env)
-        env["RS_TOKEN"] = self.token_for(instance) if instance else ""
+        if instance:
+            env["RS_TOKEN"] = self.token_for(instance)
+        else:
+            ttl = int(self.settings.define_timeout) + 60
+            env["RS_TOKEN"] = self.auth.issue(f"{PROVIDER_PRINCIPAL}{provider}", ttl)
         return env
 
     def token_for(self, instance: str) -> str:

@@ -175,7 +175,7 @@ class ProviderRegistry:
                 return known  # the same bytes again change nothing
         await trio.to_thread.run_sync(os.chmod, source, 0o755)
         shown = label or source.name
-        provider = await define(source, env=manager.provider_env(None),
+        provider = await define(source, env=manager.provider_env(None, expected or source.name),
                                 limit=manager.settings.define_timeout, label=shown,
                                 max_output=manager.settings.max_define_output)
         if expected is not None and provider.Name != expected:
@@ -273,7 +273,7 @@ class ProviderRegistry:
                 nursery.start_soon(watch_size)
                 try:
                     result = await run_verb(self.directory / name, ["unpack", str(staging)],
-                                            env=manager.provider_env(None),
+                                            env=manager.provider_env(None, name),
                                             limit=manager.settings.define_timeout)
                 except (trio.TooSlowError, OSError) as exc:
                     failure = exc  # raised here, not wrapped in the nursery's group

@@ -4,7 +4,7 @@ drpd starts it at boot with a pipe on its stdin and writes nothing to it.
 When drpd exits for any reason, SIGKILL included, the kernel closes the
 pipe; the reaper sees end-of-file and kills every process carrying drpd's
 run marker (see ``processes``). This is the "separate reaper" of
-PROTOCOL.md §5: parent-death signals follow the spawning *thread* under
+docs/protocol.md §5: parent-death signals follow the spawning *thread* under
 trio, so they cannot do this job.
 
 Run as ``python -m drpd.plugins.reaper <run id>``; it imports nothing heavy.

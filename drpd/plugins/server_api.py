@@ -1,4 +1,4 @@
-"""What drpd serves each provider on its server socket (PROTOCOL.md §3)."""
+"""What drpd serves each provider on its server socket (docs/protocol.md §3)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ States (``Runtime.State``)::
 
 Resource handling: each start runs in a nursery of its own, which owns the
 process, its output pumps and the server-socket listener; leaving that
-nursery (any way, cancellation included) stops the process as PROTOCOL.md
+nursery (any way, cancellation included) stops the process as docs/protocol.md
 §5 says (``/stop``, grace, SIGTERM, SIGKILL of the whole group, then any
 escaped child), shielded and bounded, before it returns.
 """
@@ -484,7 +484,7 @@ class Supervisor:
             raise StartFailed(f"config refused ({status}): {_messages(answer)}")
 
     async def _stop(self, run: _Run) -> None:
-        """PROTOCOL.md §5 stop, shielded and bounded: /stop, grace, TERM, KILL."""
+        """docs/protocol.md §5 stop, shielded and bounded: /stop, grace, TERM, KILL."""
         grace = self.manager.settings.stop_grace
         process = run.process
         with trio.CancelScope(shield=True):

@@ -1,7 +1,7 @@
 """Write drpd (and DRP v4) plugin providers in Python.
 
 A provider is one executable file; drpd runs it as ``define``, ``unpack
-<dir>`` and ``serve <plugin-socket> <server-socket>`` (PROTOCOL.md). This
+<dir>`` and ``serve <plugin-socket> <server-socket>`` (docs/protocol.md). This
 package does all of that; the author declares the provider and writes
 async handlers. A complete provider with one action::
 

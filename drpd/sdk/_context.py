@@ -1,7 +1,7 @@
 """What a handler can do besides answering: reach drpd over the server socket.
 
 One :class:`Context` lives as long as the ``serve`` process; every handler
-gets the same one. Its calls go to ``/api-server-plugin/v4`` (PROTOCOL.md
+gets the same one. Its calls go to ``/api-server-plugin/v4`` (docs/protocol.md
 §3) over a small keep-alive pool, so handlers running concurrently can
 publish and log concurrently.
 """

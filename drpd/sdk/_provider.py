@@ -266,7 +266,7 @@ class Provider:
         self._files.append(_File(name, raw, Path(source) if source else None, mode))
 
     def definition(self) -> dict[str, Any]:
-        """The PluginProvider JSON that ``define`` prints (PROTOCOL.md §1)."""
+        """The PluginProvider JSON that ``define`` prints (docs/protocol.md §1)."""
         return {
             "Name": self.name,
             "Version": self.version,

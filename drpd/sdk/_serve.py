@@ -1,4 +1,4 @@
-"""The ``serve`` / ``listen`` verb: PROTOCOL.md §1 and §2 on trio + h11.
+"""The ``serve`` / ``listen`` verb: docs/protocol.md §1 and §2 on trio + h11.
 
 Start-up order: connect the server socket (so ``ctx`` works from the first
 ``config``), listen on the plugin socket, then print ``READY!``. Every

@@ -50,6 +50,7 @@ class Store(Protocol):
         *,
         principal: str,
         if_rev: int | None = None,
+        action: str = "update",
     ) -> Record: ...
     async def delete(
         self, prefix: str, key: str, *, principal: str, if_rev: int | None = None

@@ -93,6 +93,8 @@ class _Change:
     key: str
     new: Any | None  # None deletes
     old: Record | None
+    #: the event's Action for a write over an existing object (DRP: PUT ``save``)
+    action: str = "update"
 
 
 class PostgresStore:
@@ -352,7 +354,7 @@ class PostgresStore:
         return (await self._write(plan, principal))[0]
 
     async def modify(self, prefix: str, key: str, mutate: Mutator, *, principal: str,
-                     if_rev: int | None = None) -> Record:
+                     if_rev: int | None = None, action: str = "update") -> Record:
         kind = self.kinds[prefix]
 
         def plan() -> list[_Change]:
@@ -361,7 +363,7 @@ class PostgresStore:
             if kind.key_of(new) != key:
                 raise Conflict(f"the key of {prefix} {key} cannot change", model=prefix, key=key)
             self._check_unique(kind, key, new)
-            return [_Change(prefix, key, new, old)]
+            return [_Change(prefix, key, new, old, action)]
 
         return (await self._write(plan, principal))[0]
 
@@ -481,7 +483,7 @@ class PostgresStore:
                                 "INSERT INTO drpd_uniques (prefix, field, value, key) "
                                 "VALUES (%s, %s, %s, %s)",
                                 (change.prefix, field, str(value), change.key))
-                    action = "create" if change.old is None else "update"
+                    action = "create" if change.old is None else change.action
                     obj = public_view(change.prefix, change.new)
                     original = None if change.old is None else public_view(change.prefix, change.old.obj)
                 event = Event(Time=time, Type=change.prefix, Action=action, Key=change.key,

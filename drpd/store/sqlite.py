@@ -75,6 +75,8 @@ class _Change:
     key: str
     new: Any | None  # None deletes
     old: Record | None
+    #: the event's Action for a write over an existing object (DRP: PUT ``save``)
+    action: str = "update"
 
 
 def now_rfc3339() -> str:
@@ -230,6 +232,7 @@ class SQLiteStore:
         *,
         principal: str,
         if_rev: int | None = None,
+        action: str = "update",
     ) -> Record:
         kind = self.kinds[prefix]
         async with self._lock:
@@ -238,7 +241,7 @@ class SQLiteStore:
             if kind.key_of(new) != key:
                 raise Conflict(f"the key of {prefix} {key} cannot change", model=prefix, key=key)
             self._check_unique(kind, key, new)
-            return (await self._commit([_Change(prefix, key, new, old)], principal))[0]
+            return (await self._commit([_Change(prefix, key, new, old, action)], principal))[0]
 
     async def delete(
         self, prefix: str, key: str, *, principal: str, if_rev: int | None = None
@@ -382,7 +385,7 @@ class SQLiteStore:
                     bisect.insort(keys, key)
                 bucket[key] = record
                 self._index_add(prefix, key, change.new)
-                action = "create" if change.old is None else "update"
+                action = "create" if change.old is None else change.action
                 obj = public_view(prefix, change.new)
                 original = None if change.old is None else public_view(prefix, change.old.obj)
             records.append(record)

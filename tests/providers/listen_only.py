@@ -3,7 +3,7 @@
 
 drpd starts ``serve`` first; this provider, like binaries built with DRP's
 Go SDK, does not know that verb, prints a usage error and exits 2, so drpd
-must retry with ``listen`` (PROTOCOL.md §1). Standard library only and
+must retry with ``listen`` (docs/protocol.md §1). Standard library only and
 self-contained. Its one action, ``hello`` (system), answers
 ``{"Hello": <instance>, "Verb": "listen"}``. ``define`` sends ``null``
 lists and ``StoreObjects`` as Go's zero values do.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A provider in the standard library only: PROTOCOL.md spoken by hand.
+"""A provider in the standard library only: docs/protocol.md spoken by hand.
 
 It proves drpd needs nothing of its own SDK on the provider side (no trio,
 no h11, no drpd import) and is self-contained, so drpd can install a copy
