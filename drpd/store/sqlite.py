@@ -154,6 +154,8 @@ class SQLiteStore:
                     # a later write of that key replaces it
                     unreadable.append(f"{prefix}/{str(key)[:80]!r}: {exc}")
                     continue
+                if kind is not None and kind.key_field == "ID" and not getattr(obj, "ID", True):
+                    obj.ID = key  # a template stored by an older drpd, keyed by Name
                 self._data.setdefault(prefix, {})[key] = Record(obj, rev)
             if unreadable:
                 log.error("%s: %d stored object(s) cannot be read and are not served: %s",
