@@ -382,7 +382,7 @@ class Client:
         if isinstance(exc, httpx.ConnectError):
             return ClientError(f"cannot connect to {where}: {_root_reason(exc)}")
         if where.startswith("http://") and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError) \
-                and _speaks_tls(where):
+                and speaks_tls(where):
             https = "https://" + where[len("http://"):]
             return ClientError(f"{where} does not answer plain HTTP: drpd serves HTTPS there; "
                                f"use -E {https} (or RS_ENDPOINT={https})")
@@ -691,7 +691,7 @@ class Client:
         )
 
 
-def _speaks_tls(endpoint: str) -> bool:
+def speaks_tls(endpoint: str) -> bool:
     """Whether ``endpoint``'s port completes a TLS handshake (certificate not
     checked: this only explains why plain HTTP got no answer)."""
     import socket

@@ -401,6 +401,8 @@ def test_http_against_the_tls_port(env: dict[str, str], drpd: DrpdProcess) -> No
     r = run(env, "-E", plain, "info", "get")
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "drpd serves HTTPS there" in r.stderr and drpd.endpoint in r.stderr, r.stderr
+    r = run(env, "-E", plain, "events", "watch")
+    assert r.returncode == 1 and "drpd serves HTTPS there" in r.stderr, r.stderr
 
 
 def test_help_without_markup() -> None:

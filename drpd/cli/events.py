@@ -21,6 +21,7 @@ import sys
 import threading
 from typing import IO, TYPE_CHECKING, Any
 
+from ..client import ClientError, speaks_tls
 from .registry import NO_OUTPUT, Args, CliError, Context, command
 
 if TYPE_CHECKING:
@@ -54,8 +55,16 @@ def watch(ctx: Context, a: Args) -> Any:
     # built before the loop runs: it reads the CA file
     stream = EventStream(ctx.settings, patterns)
     fmt = ctx.flag("format") or ctx.client.env.get("RS_FORMAT") or "json"
-    trio.run(_watch, stream, ctx.stdout or sys.stdout, ctx.stderr or sys.stderr,
-             None if a.get("--compact") else fmt)
+    try:
+        trio.run(_watch, stream, ctx.stdout or sys.stdout, ctx.stderr or sys.stderr,
+                 None if a.get("--compact") else fmt)
+    except ClientError as exc:
+        endpoint = ctx.settings.endpoint
+        if exc.code == 0 and endpoint.startswith("http://") and speaks_tls(endpoint):
+            https = "https://" + endpoint[len("http://"):]
+            raise ClientError(f"{endpoint} does not answer plain HTTP: drpd serves HTTPS "
+                              f"there; use -E {https} (or RS_ENDPOINT={https})") from None
+        raise
     return NO_OUTPUT
 
 
