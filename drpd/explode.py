@@ -129,7 +129,8 @@ def _check(members: list[tuple[_Member, object]], dest: Path, root: Path, limit:
     dirs = {m.name for m, _ in members if m.directory}
     files = {m.name for m, _ in members if not m.directory}
     for name in files:
-        if name in dirs or any(name.startswith(d + "/") for d in files if d != name):
+        parents = name.split("/")[:-1]
+        if name in dirs or any("/".join(parents[:i]) in files for i in range(1, len(parents) + 1)):
             raise ExplodeError(f"archive member {name!r} is both a file and a directory")
         target = dest / name
         existing = target

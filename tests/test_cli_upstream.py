@@ -432,6 +432,13 @@ def test_catalog_update_local(env: dict[str, str], drpd: DrpdProcess, tmp_path: 
               "-c", str(local))
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["Path"] == str(target) and os.access(target, os.X_OK)
+    # upstream's words: catalog show, catalog item install, the catalog from -c
+    shown = json.loads(run(env, "catalog", "show", "-c", str(local)).stdout)
+    assert "incrementer-1.0.0" in shown["sections"]["catalog_items"]
+    installed = run(env, "catalog", "item", "install", "incrementer", "--version", "1.0.0",
+                    "-c", str(local))
+    assert installed.returncode == 0, installed.stderr
+    assert json.loads(installed.stdout)["Name"] == "incrementer"
 
 
 class _Terminal(io.StringIO):
@@ -484,3 +491,24 @@ def test_exit_early_and_rs_format(env: dict[str, str]) -> None:
     yaml_out = run({**env, "RS_FORMAT": "yaml"}, "plugins", "show", "up-broken")
     assert yaml.safe_load(yaml_out.stdout)["Name"] == "up-broken"
     assert run(env, "plugins", "destroy", "up-broken").stdout == "Deleted plugin up-broken\n"
+
+
+def test_explode_refuses_a_file_that_is_also_a_directory(tmp_path: Path) -> None:
+    from drpd.explode import ExplodeError, explode
+
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("x", "x/y"):
+            info = tarfile.TarInfo(name)
+            tar.addfile(info, io.BytesIO(b""))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(ExplodeError, match="both a file and a directory"):
+        explode(archive, dest, tmp_path, 1 << 20)
+    assert list(dest.iterdir()) == []
+    # many members stay quick (the check is not quadratic)
+    many = tmp_path / "many.tar"
+    with tarfile.open(many, "w") as tar:
+        for i in range(5000):
+            tar.addfile(tarfile.TarInfo(f"d{i % 50}/f{i}"), io.BytesIO(b""))
+    assert len(explode(many, dest, tmp_path, 1 << 20)) == 5000
