@@ -156,6 +156,11 @@ async def test_params_unset_null_aggregate_and_global(api: httpx.AsyncClient) ->
     assert (await api.get(f"{base}/agg/nothing", params=aggregate)).json() is None
     every = (await api.get(base, params=aggregate)).json()
     assert every["agg/own"] == 1 and every["agg/profile"] == "p" and every["agg/global"] == "g"
+    shown = (await api.get(f"/machines/{m['Uuid']}", params=aggregate)).json()
+    assert shown["Params"] == every
+    listed = (await api.get("/machines", params={"Name": "agg-m", "aggregate": "true"})).json()
+    assert [m["Params"] for m in listed] == [every]
+    assert (await api.get(f"/machines/{m['Uuid']}")).json()["Params"] == {"agg/own": 1}
 
 
 async def test_put_publishes_save_patch_update(shared_drpd: DrpdProcess,

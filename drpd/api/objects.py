@@ -138,6 +138,14 @@ def present_provider(data: dict[str, Any]) -> None:
         data["Content"] = ""
 
 
+def show_aggregated(kind: Kind, record: Record) -> dict[str, Any]:
+    """``show`` with the Params the object effectively has (``?aggregate=true``)."""
+    data = show(kind, record)
+    if isinstance(data, dict):
+        data["Params"] = aggregate(kind, record, "")
+    return data
+
+
 def resolve(kind: Kind, raw_key: str) -> Record:
     store = ctx().store
     record = store.get(kind.prefix, raw_key)
@@ -250,7 +258,9 @@ async def collection(prefix: str) -> Response:
     await read_body()
     from .queries import list_headers, run_list
 
-    result = run_list(kind, ctx().store.list(prefix), show, request.args)
+    result = run_list(kind, ctx().store.list(prefix),
+                      show_aggregated if kind.has_params and aggregating() else show,
+                      request.args)
     response = json_response(result.items)
     response.headers.update(list_headers(result))
     return response
@@ -289,8 +299,8 @@ async def item(prefix: str, rest: str) -> Response:
         record = resolve(kind, key)
         from .queries import shape_one  # ?slim=Params,Meta&params=a,b
 
-        return json_response(shape_one(show(kind, record), prefix, request.args),
-                             etag=record.etag)
+        data = (show_aggregated if kind.has_params and aggregating() else show)(kind, record)
+        return json_response(shape_one(data, prefix, request.args), etag=record.etag)
     if method == "POST":
         await read_body()
         raise MethodNotAllowed(f"POST a new object to /api/v3/{prefix}", model=prefix)
@@ -350,7 +360,7 @@ async def params(kind: Kind, key: str, name: str) -> Response:
     body = await read_body()
     record = resolve(kind, key)
     if method in ("GET", "HEAD"):
-        if request.args.get("aggregate", "").lower() in ("true", "1", "yes"):
+        if aggregating():
             return json_response(aggregate(kind, record, name))
         values = show(kind, record).get("Params", {})
         if not name:
@@ -392,6 +402,10 @@ async def params(kind: Kind, key: str, name: str) -> Response:
 
 #: the profile whose params apply to every machine after its own profiles
 GLOBAL_PROFILE = "global"
+
+
+def aggregating() -> bool:
+    return request.args.get("aggregate", "").lower() in ("true", "1", "yes")
 
 
 def aggregate(kind: Kind, record: Record, name: str) -> Any:
