@@ -122,3 +122,17 @@ async def test_go_shaped_provider_installs_runs_and_round_trips(
 
 async def _ready(api: httpx.AsyncClient) -> bool:
     return bool((await _action(api, "/system/actions/events"))["Ready"])
+
+
+async def test_without_tls_the_failing_instance_says_why(tmp_path: Path) -> None:
+    """DRP's Go client dials wss:// for events: under --no-tls drpd says so."""
+    with DrpdProcess(tmp_path / "state", no_tls=True, env={"DRPD_STOP_GRACE": "2"}) as plain:
+        async with api_client(plain) as api:
+            r = await api.post("/plugin_providers/go_shaped", content=GO_SHAPED.read_bytes())
+            assert r.status_code == 201, r.text
+            r = await api.post("/plugins", json={"Name": "go-plain", "Provider": "go_shaped"})
+            assert r.status_code == 201, r.text
+            plugin = await wait_plugin(api, "go-plain", lambda p: p["Errors"])
+    assert plugin["Available"] is False
+    assert any("event stream" in e for e in plugin["Errors"]), plugin["Errors"]
+    assert any("wss://" in e and "--no-tls" in e for e in plugin["Errors"]), plugin["Errors"]

@@ -119,6 +119,9 @@ def show(kind: Kind, record: Record) -> dict[str, Any]:
         data = hooks.present(record, data)
     if kind.prefix == "plugin_providers" and isinstance(data, dict):
         present_provider(data)
+    elif kind.prefix == "plugins" and isinstance(data, dict) and data.get("Errors"):
+        # a failing instance under --no-tls: say why a Go provider's event stream fails
+        data["Errors"] = [*data["Errors"], *ctx().info_errors]
     return data
 
 

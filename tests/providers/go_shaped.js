@@ -105,11 +105,22 @@ function rest(method, urlPath, body) {
 }
 
 // A minimal websocket client over TLS (wss://, as DRP's Go client always dials).
+// Resolves once drpd acknowledged the registration, rejects when it cannot
+// connect, as the Go client's Events() + Register() do.
 function openEvents(register) {
+  return new Promise((resolve, reject) => {
+    state.onReady = resolve;
+    openEventsWith(register, reject);
+  });
+}
+
+function openEventsWith(register, reject) {
   const url = endpoint();
   const key = crypto.randomBytes(16).toString("base64");
+  // Go's client skips verification (InsecureSkipVerify); this one checks the CA when given
   const socket = tls.connect({ host: url.hostname, port: Number(url.port),
-                               ca: fs.readFileSync(env.RS_CA_CERT), servername: undefined,
+                               ca: env.RS_CA_CERT ? fs.readFileSync(env.RS_CA_CERT) : undefined,
+                               rejectUnauthorized: Boolean(env.RS_CA_CERT),
                                checkServerIdentity: () => undefined });
   let buffer = Buffer.alloc(0);
   let upgraded = false;
@@ -133,7 +144,7 @@ function openEvents(register) {
       if (end < 0) return;
       const head = buffer.subarray(0, end).toString();
       buffer = buffer.subarray(end + 4);
-      if (!head.startsWith("HTTP/1.1 101")) { socket.destroy(); return; }
+      if (!head.startsWith("HTTP/1.1 101")) { socket.destroy(); reject(new Error(head.split("\r\n")[0])); return; }
       upgraded = true;
       send("register " + register);
     }
@@ -149,11 +160,15 @@ function openEvents(register) {
       buffer = buffer.subarray(offset + length);
       if (opcode !== 1) continue;
       const event = JSON.parse(payload);
-      if (event.Type === "websocket") { if (event.Action === "register") state.wsReady = true; continue; }
+      if (event.Type === "websocket") {
+        if (event.Action === "register") { state.wsReady = true; state.onReady(); }
+        continue;
+      }
       state.events.push({ Type: event.Type, Action: event.Action, Key: event.Key });
     }
   });
-  socket.on("error", () => {});
+  socket.on("error", (e) => reject(new Error("event stream: " + e.message)));
+  socket.on("close", () => reject(new Error("event stream: connection closed")));
 }
 
 // Answer in parts without a Content-Length: Node sends it chunked, like Go's net/http.
@@ -178,7 +193,11 @@ async function handle(req, body, res) {
     }
     state.info = info.body;
     state.config = body;
-    openEvents("machines.save.*");
+    try {
+      await openEvents("machines.save.*");
+    } catch (e) {
+      return reply(res, 500, fail(500, String(e.message || e)));
+    }
     return reply(res, 200, ok());
   }
   if (req.url === "/api-plugin/v4/action") {
