@@ -82,8 +82,10 @@ def bundle_from(data: Any, *, what: str) -> Content:
 
 
 def summary(bundle: Content) -> dict[str, Any]:
+    """DRP's ContentSummary: meta, Counts per section, Warnings."""
     return {"meta": msgspec.to_builtins(bundle.meta),
-            "Counts": {prefix: len(objs) for prefix, objs in sorted(bundle.sections.items())}}
+            "Counts": {prefix: len(objs or {}) for prefix, objs in sorted(bundle.sections.items())},
+            "Warnings": []}
 
 
 def installs(kinds: Mapping[str, Kind], prefix: str) -> bool:
