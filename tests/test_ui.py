@@ -87,21 +87,31 @@ def test_catalog_install_checks_the_digest_and_installs(drpd: DrpdProcess) -> No
         assert c.post("/api/v3/catalog/ipmi/install", auth=None).status_code == 401
 
 
-def test_catalog_install_refuses_a_digest_mismatch(tmp_path: Path) -> None:
-    """A catalog whose digest does not match its file installs nothing (502)."""
+def test_catalog_install_refuses_a_digest_mismatch_and_an_oversized_file(tmp_path: Path) -> None:
+    """A catalog whose digest does not match its file installs nothing (502);
+    nor does a file over max_upload_size (413)."""
     files = tmp_path / "cat"
     files.mkdir()
     shutil.copy(INCREMENTER, files / "incrementer.py")
+    digest = hashlib.sha256(INCREMENTER.read_bytes()).hexdigest()
+    assert INCREMENTER.stat().st_size > 2048
+    (files / "tiny.py").write_text("#!/bin/sh\nexit 0\n")
     catalog = {"meta": {"Name": "bad"}, "sections": {"catalog_items": {
         "incrementer-2.0.0": {"Name": "incrementer", "Version": "2.0.0",
+                              "ContentType": "PluginProvider", "Source": "tiny.py",
+                              "Shasum256": {"any": "00" * 32}},
+        "incrementer-1.5.0": {"Name": "incrementer", "Version": "1.5.0",
                               "ContentType": "PluginProvider", "Source": "incrementer.py",
-                              "Shasum256": {"any": "00" * 32}}}}}
+                              "Shasum256": {"any": digest}}}}}
     (files / "catalog.json").write_text(json.dumps(catalog))
     state = tmp_path / "state"
-    with DrpdProcess(state, env={"DRPD_CATALOG_URL": str(files / "catalog.json")}) as proc:
+    env = {"DRPD_CATALOG_URL": str(files / "catalog.json"), "DRPD_MAX_UPLOAD_SIZE": "2048"}
+    with DrpdProcess(state, env=env) as proc:
         with client(proc) as c:
             r = c.post("/api/v3/catalog/incrementer/install")
             assert r.status_code == 502, r.text
             assert "does not match" in r.json()["Messages"][0]
+            big = c.post("/api/v3/catalog/incrementer/install?version=1.5.0")
+            assert big.status_code == 413, big.text
             assert c.get("/api/v3/plugin_providers/incrementer").status_code == 404
             assert c.get("/api/v3/catalog").json()["Items"][0]["Version"] == "2.0.0"

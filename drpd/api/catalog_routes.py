@@ -22,6 +22,7 @@ module's timeouts and by ``max_upload_size``.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from typing import IO, Any
 
@@ -30,13 +31,17 @@ import trio
 from quart import Blueprint, Response, request
 
 from .. import catalog
-from ..models import BadGateway, PayloadTooLarge, Unprocessable
+from ..models import BadGateway, GatewayTimeout, PayloadTooLarge, Unprocessable
 from ..models.names import is_valid_provider_name
 from .objects import ctx, json_response, read_body
+from .system import info
 
 bp = Blueprint("catalog", __name__)
 
 CHUNK = 256 * 1024
+#: a download that trickles is given up after this long in all (seconds):
+#: the worker thread cannot be cancelled, so it bounds itself
+FETCH_DEADLINE = 600.0
 
 
 def _location() -> str:
@@ -60,12 +65,16 @@ async def list_catalog() -> Response:
 
 
 class _Bounded:
-    """A file wrapper that refuses to grow past ``limit`` bytes."""
+    """A file wrapper that refuses to grow past ``limit`` bytes or to go on
+    past ``deadline`` (``time.monotonic``)."""
 
-    def __init__(self, out: IO[bytes], limit: int) -> None:
-        self.out, self.limit, self.size = out, limit, 0
+    def __init__(self, out: IO[bytes], limit: int, deadline: float) -> None:
+        self.out, self.limit, self.size, self.deadline = out, limit, 0, deadline
 
     def write(self, chunk: bytes) -> int:
+        if time.monotonic() > self.deadline:
+            raise GatewayTimeout(f"the catalog item did not arrive within {FETCH_DEADLINE:.0f} s",
+                                 model="catalog")
         self.size += len(chunk)
         if self.size > self.limit:
             raise PayloadTooLarge(f"the catalog item is over max_upload_size ({self.limit} bytes)",
@@ -80,7 +89,7 @@ def _fetch_checked(cat: catalog.Catalog, item: catalog.CatalogItem, arch: str, o
     source = catalog.source_of(item, cat, arch, os_name)
     out = tempfile.TemporaryFile()
     try:
-        _, got = catalog.fetch(source, _Bounded(out, limit))  # type: ignore[arg-type]
+        _, got = catalog.fetch(source, _Bounded(out, limit, time.monotonic() + FETCH_DEADLINE))  # type: ignore[arg-type]
         if got != digest:
             raise catalog.CatalogError(
                 f"{item.Name} {item.Version}: SHA-256 {got} does not match the catalog's "
@@ -103,8 +112,6 @@ async def install(name: str) -> Response:
     if not is_valid_provider_name(name):
         raise Unprocessable(f"invalid provider name {name!r}", model="catalog")
     cat = await _read()
-    from .system import info
-
     about = info()
     try:
         item = catalog.pick(cat, name, request.args.get("version") or None)
