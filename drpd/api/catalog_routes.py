@@ -122,7 +122,7 @@ async def install(name: str) -> Response:
                             "`drpcli catalog install`", model="catalog", key=name)
     c = ctx()
     try:
-        f = await trio.to_thread.run_sync(_fetch_checked, cat, item, about.Arch, about.Os,
+        f = await trio.to_thread.run_sync(_fetch_checked, cat, item, about.arch, about.os,
                                           c.settings.max_upload_size)
     except catalog.CatalogError as exc:
         raise BadGateway(str(exc), model="catalog", key=name) from None
