@@ -467,3 +467,15 @@ async def test_instance_params_checked_before_storing(tmp_path: Path) -> None:
             assert secret not in json.dumps(p)
             assert secret not in (await api.get("/plugins/p2")).text
         assert secret not in drpd.log_text()
+
+
+async def test_refused_regexes_leave_no_trace_in_the_log(
+        api: httpx.AsyncClient, drpd: DrpdProcess) -> None:
+    """RE2 logs a refused pattern to stderr unless told not to: a client could fill
+    drpd's log with them."""
+    r = await api.get("/machines", params={"Name": "Re((?=x))"})
+    assert r.status_code == 400, r.text
+    r = await api.post("/params", json={"Name": "hostile/rx", "Schema": {
+        "patternProperties": {"(a)\\1": {}}}})
+    assert r.status_code == 422, r.text
+    assert "re2.cc" not in drpd.log_text() and "Error parsing" not in drpd.log_text()
