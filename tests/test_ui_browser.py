@@ -132,10 +132,12 @@ def test_instance_runs_crashes_backs_off_and_comes_back(page: Page, api: httpx.C
         new MutationObserver(() => {
             const tr = body.querySelector('tr[data-name="incrementer"]');
             if (tr) window.__states.push(tr.dataset.state);
+            if (tr && tr.dataset.state === 'backoff') document.body.dataset.sawBackoff = 'yes';
         }).observe(body, {childList: true, subtree: true, attributes: true});
     }""")
     os.kill(before["Pid"], signal.SIGKILL)
-    page.wait_for_function("window.__states.includes('backoff')")
+    # (an attribute, not wait_for_function: the page's CSP forbids eval)
+    expect(page.locator("body")).to_have_attribute("data-saw-backoff", "yes")
     expect(r).to_have_attribute("data-state", "running")
     expect(r.locator(".restarts")).to_have_text(str(before["Restarts"] + 1))
     pid = api.get("/plugins/incrementer").json()["Runtime"]["Pid"]
@@ -253,11 +255,24 @@ def test_log_follows_and_destroy_asks_first(page: Page, api: httpx.Client) -> No
     assert api.get("/plugins/spare").status_code == 404
 
 
+def test_a_waiting_instance_says_why(page: Page, api: httpx.Client) -> None:
+    api.post("/plugins", json={"Name": "hooks", "Provider": "callback"}).raise_for_status()
+    r = row(page, "hooks")
+    expect(r).to_have_attribute("data-state", "waiting")
+    expect(r.locator(".state")).to_have_text("‖ waiting")
+    expect(r.locator(".errs")).to_have_text("provider 'callback' is not installed")
+    api.delete("/plugins/hooks").raise_for_status()
+    expect(r).to_have_count(0)
+
+
 def test_phone_width_and_logout(page: Page) -> None:
     page.set_viewport_size({"width": 390, "height": 800})
     expect(row(page, "incrementer")).to_be_visible()
     # the page itself never scrolls sideways; wide tables scroll in their box
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for view in ("Providers", "Machines", "Events", "Instances"):
+        page.get_by_role("tab", name=view).click()
+        expect(page.get_by_role("tab", name=view)).to_have_attribute("aria-selected", "true")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, view
     shot(page, "instances-phone")
     page.set_viewport_size({"width": 1280, "height": 800})
     page.get_by_role("button", name="Log out").click()
