@@ -280,3 +280,12 @@ def test_phone_width_and_logout(page: Page) -> None:
     assert page.evaluate("sessionStorage.getItem('drpd-token')") is None
     page.reload()
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    # a token drpd no longer takes (expired, revoked) leads back to the login
+    page.get_by_label("User").fill("rocketskates")
+    page.get_by_label("Password").fill("r0cketsk8ts")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#nav")).to_be_visible()
+    page.evaluate("sessionStorage.setItem('drpd-token', 'not-a-token')")
+    page.get_by_role("tab", name="Providers").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('drpd-token')") is None

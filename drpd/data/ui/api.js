@@ -90,7 +90,9 @@ export class EventStream {
     if (this.seq !== null) params.set("since", String(this.seq));
     const socket = new WebSocket(`${scheme}://${location.host}${BASE}/ws?${params}`);
     this.socket = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       this.delay = 500;
       for (const p of this.patterns) socket.send(`register ${p}`);
       this.onState("live");
@@ -112,6 +114,9 @@ export class EventStream {
       if (this.socket !== socket) return;
       this.socket = null;
       if (this.closed) return;
+      // a refused handshake does not say why: an expired token shows as a
+      // 401 on a plain call, which logs out instead of retrying forever
+      if (!opened) get("/info").catch(() => {});
       this.onState("reconnecting");
       setTimeout(() => this.open(), this.delay);
       this.delay = Math.min(this.delay * 2, 10000);
