@@ -285,7 +285,10 @@ def test_phone_width_and_logout(page: Page) -> None:
     page.get_by_label("Password").fill("r0cketsk8ts")
     page.get_by_role("button", name="Log in").click()
     expect(page.locator("#nav")).to_be_visible()
-    page.evaluate("sessionStorage.setItem('drpd-token', 'not-a-token')")
-    page.get_by_role("tab", name="Providers").click()
+    # (set and used at once: any call the page makes next is refused)
+    page.evaluate("""() => {
+        sessionStorage.setItem('drpd-token', 'not-a-token');
+        location.hash = '#/providers';
+    }""")
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('drpd-token')") is None
