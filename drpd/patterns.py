@@ -10,8 +10,9 @@ when the provider module is imported (``define`` must stay light).
 Grammar, as DRP has it: a pattern is split on its *first two* dots only, so
 keys may contain dots (``machines.update.m1.example.com``); each of the three
 parts is ``*`` (anything) or a comma-separated list of exact values
-(``machines,plugins.create,delete.*``). A client sends the text frames
-``register <pattern>`` and ``deregister <pattern>``.
+(``machines,plugins.create,delete.*``); inside a value ``\\1``, ``\\2`` and
+``\\3`` stand for a dot, a comma and an asterisk (DRP's escapes). A client
+sends the text frames ``register <pattern>`` and ``deregister <pattern>``.
 """
 
 from __future__ import annotations
@@ -81,14 +82,25 @@ class Pattern:
         return self.text
 
 
+#: DRP's escapes inside a list value (Go's ``api.ValueInList``): ``\\1`` is
+#: a dot, ``\\2`` a comma, ``\\3`` an asterisk
+_ESCAPES = (("\\1", "."), ("\\2", ","), ("\\3", "*"))
+
+
+def _unescape(item: str) -> str:
+    for escape, char in _ESCAPES:
+        item = item.replace(escape, char)
+    return item
+
+
 def _part(value: str, name: str, text: str) -> frozenset[str] | None:
     if value == "*":
         return None
-    items = value.split(",")
+    if "*" in value.split(","):
+        return None
+    items = [_unescape(item) for item in value.split(",")]
     if any(not item for item in items):
         raise PatternError(f"pattern {text!r} has an empty {name} (use * for any)")
-    if "*" in items:
-        return None
     return frozenset(items)
 
 

@@ -232,3 +232,14 @@ async def test_no_tls_says_why_go_event_streams_fail(tmp_path: Any) -> None:
         async with api_client(plain) as client:
             errors = (await client.get("/info")).json()["errors"]
     assert any("wss://" in e and "Go" in e for e in errors), errors
+
+
+def test_event_patterns_take_drp_escapes() -> None:
+    """DRP's Go client escapes a dot, comma or asterisk in a value as \\1, \\2, \\3."""
+    from drpd.patterns import Pattern
+
+    pattern = Pattern(r"machines,odd\2type.save.m1\1example\1com,star\3")
+    assert pattern.matches("machines", "save", "m1.example.com")
+    assert pattern.matches("odd,type", "save", "star*")
+    assert not pattern.matches("machines", "save", "m1")
+    assert Pattern("machines.*.*").matches("machines", "anything", "k")
