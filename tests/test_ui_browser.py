@@ -195,6 +195,10 @@ def test_event_tail_filters_and_pauses(page: Page, api: httpx.Client) -> None:
     page.get_by_role("button", name="Apply").click()
     expect(page.locator("#events-status")).to_contain_text("drpd refused register a.b")
     expect(page.locator("#events-status")).to_contain_text("has 2 parts")
+    # drpd acknowledges each registration; only then can nothing be missed
+    page.get_by_label("Patterns").fill("machines.create.*")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#events-status")).to_have_text("watching machines.create.*")
     made = api.post("/machines", json={"Name": "tail-1"}).json()
     tail = page.locator("#events tbody tr")
     expect(tail.first).to_have_attribute("data-key", made["Uuid"])

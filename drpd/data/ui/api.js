@@ -69,10 +69,13 @@ export const enc = encodeURIComponent;
 /**
  * A websocket on /api/v3/ws holding `patterns`, reconnecting with backoff and
  * resuming from the last Seq it saw, so nothing is lost across a blip.
- * `onEvent(event)` gets drpd's events; `onState(text)` the connection state.
+ * `onEvent(event)` gets drpd's events; `onState(text)` the connection state;
+ * `onNotice(frame)` the connection's own frames (register acknowledgements).
  */
 export class EventStream {
-  constructor(patterns, onEvent, onState = () => {}) {
+  constructor(patterns, onEvent, onState = () => {}, onNotice = () => {}) {
+    this.onNotice = onNotice;
+    this.acked = new Set(); // patterns drpd acknowledged on this connection
     this.patterns = patterns;
     this.onEvent = onEvent;
     this.onState = onState;
@@ -93,6 +96,7 @@ export class EventStream {
     let opened = false;
     socket.onopen = () => {
       opened = true;
+      this.acked.clear();
       this.delay = 500;
       for (const p of this.patterns) socket.send(`register ${p}`);
       this.onState("live");
@@ -101,6 +105,9 @@ export class EventStream {
       let event;
       try { event = JSON.parse(message.data); } catch { return; }
       if (event.Type === "websocket") {
+        if (event.Action === "register") this.acked.add(event.Key);
+        if (event.Action === "deregister") this.acked.delete(event.Key);
+        this.onNotice(event);
         if (event.Action === "error") {
           const why = event.Object && Array.isArray(event.Object.Messages) ? event.Object.Messages.join("; ") : "";
           this.onState(`error: ${event.Key}${why ? ` (${why})` : ""}`);
@@ -123,13 +130,13 @@ export class EventStream {
     };
   }
 
-  /** Replace the registrations (deregister the old, register the new). */
+  /** Replace the registrations: drop the held ones no longer wanted (a
+   * pattern drpd refused was never held), add the new ones. */
   setPatterns(patterns) {
-    const old = this.patterns;
     this.patterns = patterns;
     if (this.socket && this.socket.readyState === WebSocket.OPEN) {
-      for (const p of old) this.socket.send(`deregister ${p}`);
-      for (const p of patterns) this.socket.send(`register ${p}`);
+      for (const p of [...this.acked]) if (!patterns.includes(p)) this.socket.send(`deregister ${p}`);
+      for (const p of patterns) if (!this.acked.has(p)) this.socket.send(`register ${p}`);
     }
   }
 

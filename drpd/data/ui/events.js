@@ -15,6 +15,18 @@ let timer = null;
 let drawQueued = false;
 let onState = () => {};
 
+/** What drpd acknowledged holding for this tail, unless an error is shown. */
+function showWatching() {
+  const status = $("#events-status");
+  if (!stream || status.classList.contains("error")) return;
+  const held = [...stream.acked];
+  say(status, held.length ? `watching ${held.join(" ")}` : "watching nothing");
+}
+
+function onNotice(frame) {
+  if (frame.Action === "register" || frame.Action === "deregister") showWatching();
+}
+
 function patterns() {
   return $("#events-pattern").value.split(/\s+/).filter(Boolean);
 }
@@ -91,6 +103,7 @@ export function init(setLive) {
     e.preventDefault();
     say($("#events-status"), "");
     if (stream) stream.setPatterns(patterns());
+    showWatching();
   });
   $("#events-pause").addEventListener("click", togglePause);
   $("#events-clear").addEventListener("click", () => {
@@ -106,7 +119,7 @@ export async function start() {
     // a pattern drpd refused comes back as an error frame naming it
     if (state.startsWith("error: ")) say($("#events-status"), `drpd refused ${state.slice(7)}`, true);
     else onState(state);
-  });
+  }, onNotice);
   if (!timer) timer = setInterval(tick, 1000);
   draw();
 }
