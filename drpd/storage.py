@@ -57,6 +57,6 @@ def insufficient_storage(directory: str | os.PathLike[str], what: str, *, model:
     where = Path(directory)
     log.warning("no space left in %s: %s not written", where, what)
     return InsufficientStorage(
-        f"no space left on the device of the state directory {where}: {what} was not "
+        f"no space left on the device holding drpd's state ({where}): {what} was not "
         "written; reads go on, and writes work again once space is freed",
         model=model, key=key)
