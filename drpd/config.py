@@ -41,8 +41,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     body_timeout: float = 60.0
     #: lifetime of tokens from /users/<name>/token when no ttl is asked for
     token_ttl: int = 3600
+    #: longest lifetime a client may ask of a token (``?ttl=``), seconds; 422 above
+    max_token_ttl: int = 365 * 24 * 3600
     #: seconds a verified Basic credential is trusted without a new hash
     basic_auth_cache: float = 60.0
+    #: failed logins allowed per user (four times as many per client address)
+    #: before each further one doubles a wait, up to login_backoff_max seconds
+    login_failures_allowed: int = 5
+    login_backoff_max: float = 60.0
     define_timeout: float = 10.0
     ready_timeout: float = 30.0
     config_timeout: float = 30.0
@@ -95,14 +101,18 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                      "event_queue", "event_retain", "token_ttl", "event_queue_bytes",
                      "event_retain_bytes", "max_event_size", "max_ws_patterns",
                      "max_define_output", "max_unpack_size", "provider_log_burst",
-                     "max_json_depth"):
+                     "max_json_depth", "max_token_ttl", "login_failures_allowed"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("body_timeout", "define_timeout", "ready_timeout", "config_timeout",
                      "action_timeout", "stop_grace", "shutdown_timeout", "backoff_initial",
-                     "backoff_max", "plugin_dir_poll", "provider_log_rate"):
+                     "backoff_max", "plugin_dir_poll", "provider_log_rate", "login_backoff_max"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+
+        if self.token_ttl > self.max_token_ttl:
+            raise ValueError(f"token_ttl ({self.token_ttl}) must not exceed max_token_ttl "
+                             f"({self.max_token_ttl})")
 
     @property
     def plugin_path(self) -> Path:
@@ -120,7 +130,7 @@ FIELDS = tuple(Settings.__struct_fields__)
 #: (timeouts and limits are read where they are used).
 RESTART_ONLY = frozenset({
     "state_dir", "api_port", "static_port", "bind", "plugin_dir", "no_tls", "metrics_port",
-    "event_retain", "basic_auth_cache",
+    "event_retain", "basic_auth_cache", "login_failures_allowed", "login_backoff_max",
 })
 
 

@@ -31,7 +31,7 @@ import msgspec
 import trio
 
 from . import __version__, metrics
-from .auth import DEFAULT_USER, Authenticator, is_loopback, load_or_create_key
+from .auth import Authenticator, is_loopback, load_or_create_key
 from .backup import KEEP_SUFFIX, BackupError, backup, match_owner, restore
 from .bus import EventBus
 from .config import FIELDS, RESTART_ONLY, ConfigError, Settings, load_settings
@@ -220,19 +220,22 @@ class Daemon:
             self.bus.resume_from(self.store.last_seq)
             try:
                 loopback = is_loopback(settings.bind)
-                users = self.store.list("users")
-                if not loopback and not users:
+                # only a user with a real password counts: one created without
+                # one cannot log in
+                if not loopback and not any(r.obj.PasswordHash for r in self.store.list("users")):
                     raise StartupError(
                         f"drpd binds {settings.bind}, which is not a loopback address: "
                         "set an admin password first with `drpd passwd <user>`"
                     )
                 auth = Authenticator(
                     await trio.to_thread.run_sync(load_or_create_key, self.state.root / "token.key"),
-                    password_hash_of=self._password_hash_of,
-                    default_user=loopback and self.store.get("users", DEFAULT_USER) is None,
-                    cache_seconds=settings.basic_auth_cache,
+                    user_of=self._user_of,
                     # an instance's token lasts until the instance is destroyed
-                    token_revoked=lambda claims: self.store.get("plugins", claims.i) is None,
+                    instance_secret_of=self._instance_secret_of,
+                    default_user=loopback,
+                    cache_seconds=settings.basic_auth_cache,
+                    failures_allowed=settings.login_failures_allowed,
+                    backoff_max=settings.login_backoff_max,
                 )
                 api_sock = bind_socket(settings.bind, settings.api_port, "API")
                 stack.callback(api_sock.close)
@@ -446,9 +449,13 @@ class Daemon:
                 serve_scope.deadline = trio.current_time() + self.settings.shutdown_timeout
                 serve_scope.cancel()
 
-    def _password_hash_of(self, user: str) -> str | None:
+    def _user_of(self, user: str) -> Any:
         record = self.store.get("users", user)
-        return None if record is None else record.obj.PasswordHash
+        return None if record is None else record.obj
+
+    def _instance_secret_of(self, name: str) -> str | None:
+        record = self.store.get("plugins", name)
+        return None if record is None else record.obj.Secret
 
 
 #: seconds between checks for a STATUS= change
@@ -579,7 +586,7 @@ def _read_new_password(user: str) -> str:
 
 
 async def set_password(settings: Settings, user: str, password: str) -> None:
-    from .auth import hash_password
+    from .auth import hash_password, new_secret
     from .models import User
     from .models.names import check_name
 
@@ -599,14 +606,16 @@ async def set_password(settings: Settings, user: str, password: str) -> None:
             hashed = await trio.to_thread.run_sync(hash_password, password)
             if store.get("users", user) is None:
                 await store.create(
-                    "users", User(Name=user, PasswordHash=hashed, Validated=True, Available=True),
+                    "users", User(Name=user, PasswordHash=hashed, Secret=new_secret(), Validated=True,
+                                 Available=True),
                     principal="drpd-passwd",
                 )
             else:
                 import msgspec
 
                 await store.modify(
-                    "users", user, lambda old: msgspec.structs.replace(old, PasswordHash=hashed),
+                    "users", user,
+                    lambda old: msgspec.structs.replace(old, PasswordHash=hashed, Secret=new_secret()),
                     principal="drpd-passwd",
                 )
         finally:

@@ -247,7 +247,7 @@ async def test_auth(shared_drpd: DrpdProcess) -> None:
         payload, sig = token.split(".")
         assert (await anon.get("/info", params={"token": payload + "." + sig[::-1]})).status_code == 401
         key = (Path(shared_drpd.state_dir) / "token.key").read_bytes()
-        expired = Authenticator(key, password_hash_of=lambda u: None, default_user=True).issue(
+        expired = Authenticator(key, default_user=True).issue(
             "rocketskates", -10)
         r = await anon.get("/info", params={"token": expired})
         assert r.status_code == 401 and "expired" in r.json()["Messages"][0]

@@ -20,7 +20,7 @@ from drpd.store import SQLiteStore
 def test_every_fixed_route_is_reserved(tmp_path: Path) -> None:
     """A route added later is covered too: its first segment is a kind or reserved."""
     store = SQLiteStore(tmp_path / "db")
-    auth = Authenticator(b"k" * 32, password_hash_of=lambda u: None, default_user=True)
+    auth = Authenticator(b"k" * 32, default_user=True)
     app = create_app(ApiContext(settings=Settings(), store=store, bus=EventBus(), auth=auth))
     first_segments = set()
     for rule in app.url_map.iter_rules():

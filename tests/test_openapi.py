@@ -29,7 +29,7 @@ def _shape(path: str) -> str:
 
 def test_every_route_is_described(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "db")
-    auth = Authenticator(b"k" * 32, password_hash_of=lambda u: None, default_user=True)
+    auth = Authenticator(b"k" * 32, default_user=True)
     app = create_app(ApiContext(settings=Settings(), store=store, bus=EventBus(), auth=auth))
     doc = build(KINDS, "test")
     described = {_shape("/api/v3" + path): item for path, item in doc["paths"].items()}

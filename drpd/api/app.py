@@ -25,8 +25,10 @@ from . import (
 from .context import ApiContext
 from .errors import drp_error, http_error, unexpected_error
 
-#: paths that need no credentials
-OPEN_PATHS = frozenset({"/api/v3/healthz"})
+#: routes (endpoint, method) that need no credentials: bound to the route
+#: that serves them, so another handler matching the same path (the generic
+#: object router for ``POST /api/v3/healthz``) never runs unauthenticated
+OPEN_ROUTES = frozenset({("system.healthz", "GET"), ("system.healthz", "HEAD")})
 
 
 def create_app(context: ApiContext) -> QuartTrio:
@@ -48,10 +50,13 @@ def create_app(context: ApiContext) -> QuartTrio:
 
     @app.before_request
     async def authenticate() -> None:
-        if request.path in OPEN_PATHS or ui.is_ui_path(request.path):
-            return
+        if request.routing_exception is None and (
+                (request.endpoint, request.method) in OPEN_ROUTES
+                or (request.blueprint == "ui" and request.method in ("GET", "HEAD"))):
+            return  # the page's own files need no credentials; its API calls do
         g.principal = await context.auth.check_header(
-            request.headers.get("Authorization"), request.args.get("token")
+            request.headers.get("Authorization"), request.args.get("token"),
+            request.remote_addr,
         )
 
     @app.before_websocket
@@ -62,9 +67,9 @@ def create_app(context: ApiContext) -> QuartTrio:
         if not header and token and ":" in token:
             # DRP's form ``?token=<user>:<password>`` (a signed token has no ':')
             user, _, password = token.partition(":")
-            g.principal = await context.auth.check_basic(user, password)
+            g.principal = await context.auth.check_basic(user, password, websocket.remote_addr)
             return
-        g.principal = await context.auth.check_header(header, token)
+        g.principal = await context.auth.check_header(header, token, websocket.remote_addr)
 
     app.register_blueprint(system.bp)
     app.register_blueprint(ui.bp)

@@ -9,7 +9,7 @@ import trio
 from quart import Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
-from ..models import DrpError, Error
+from ..models import DrpError, Error, TooManyRequests
 
 log = logging.getLogger("drpd.api")
 _encode = msgspec.json.Encoder().encode
@@ -54,6 +54,8 @@ async def _drain() -> bool:
 
 async def drp_error(exc: DrpError) -> Response:
     headers = {"WWW-Authenticate": 'Basic realm="drpd"'} if exc.code == 401 else {}
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
     if exc.code in (408, 413) or not await _drain():
         # the rest of the body was not read: this connection cannot be reused
         headers["Connection"] = "close"

@@ -16,7 +16,7 @@ import msgspec
 import trio
 from quart import Blueprint, Response, current_app, g, request
 
-from ..auth import hash_password
+from ..auth import hash_password, new_secret
 from ..models import (
     BadRequest,
     Forbidden,
@@ -179,8 +179,12 @@ def wants_wait() -> bool:
     return request.args.get("wait", "true").lower() not in ("false", "0", "no")
 
 
-def finish(kind: Kind, old: Any | None, new: Any) -> Any:
-    """Validate a decoded object and carry over what the server owns."""
+def finish(kind: Kind, old: Any | None, new: Any, hashed: dict[str, str] | None = None) -> Any:
+    """Validate a decoded object and carry over what the server owns.
+
+    ``hashed`` maps a new password to its hash made beforehand off the loop
+    (``prehash``); one not in it (a write that raced) is hashed here.
+    """
     if old is not None and getattr(old, "Locked", False) and getattr(new, "Locked", False):
         raise Forbidden(f"{kind.prefix} {kind.key_of(old)} is locked: unlock it first "
                         "(set Locked to false)", model=kind.prefix, key=kind.key_of(old))
@@ -196,10 +200,15 @@ def finish(kind: Kind, old: Any | None, new: Any) -> Any:
         new.Available = True
     if kind.prefix == "users":
         if new.Password:
-            new.PasswordHash = hash_password(new.Password)
+            new.PasswordHash = (hashed or {}).get(new.Password) or hash_password(new.Password)
             new.Password = ""
+            new.Secret = new_secret()  # a new password ends every token of the user
         else:
             new.PasswordHash = old.PasswordHash if old is not None else ""
+            new.Secret = old.Secret if old is not None and old.Secret else new_secret()
+    if kind.prefix == "plugins":
+        # made with the instance, kept for its life: its provider's token is bound to it
+        new.Secret = old.Secret if old is not None else new_secret()
     if kind.prefix == "machines":
         store = ctx().store
         missing = [p for p in new.Profiles if store.get("profiles", p) is None]
@@ -269,9 +278,27 @@ async def collection(prefix: str) -> Response:
     return response
 
 
+async def prehash(kind: Kind, *passwords: Any) -> dict[str, str]:
+    """Hash the new passwords of a users write in a worker thread, before the
+    store's lock is taken (scrypt on the loop would stall every request)."""
+    if kind.prefix != "users":
+        return {}
+    return {pw: await ctx().auth.hash_password(pw)
+            for pw in passwords if isinstance(pw, str) and pw}
+
+
+def patch_view(kind: Kind, obj: Any) -> Any:
+    """What a patch applies to: the object as shown, so a hidden field
+    (a password hash, a token secret) can be neither tested, copied nor
+    quoted in an error."""
+    return public_view(kind.prefix, obj)
+
+
 async def create(kind: Kind) -> Response:
     check_writable(kind)
-    obj = finish(kind, None, kind.decode(await read_body(), max_depth=max_depth()))
+    decoded = kind.decode(await read_body(), max_depth=max_depth())
+    hashed = await prehash(kind, getattr(decoded, "Password", ""))
+    obj = finish(kind, None, decoded, hashed)
     record = await ctx().store.create(kind.prefix, obj, principal=principal())
     await after_write(kind, "create", None, record)
     record = ctx().store.get(kind.prefix, kind.key_of(obj)) or record
@@ -329,7 +356,9 @@ async def item(prefix: str, rest: str) -> Response:
         real_key = kind.key_of(record.obj)
         if kind.prefix == "machines" and not new.Uuid:
             new.Uuid = real_key
-        return await replace(kind, record, lambda old: finish(kind, old, new), action="save")
+        hashed = await prehash(kind, getattr(new, "Password", ""))
+        return await replace(kind, record, lambda old: finish(kind, old, new, hashed),
+                             action="save")
     if method != "PATCH":
         await read_body()
         raise MethodNotAllowed(f"{method} is not allowed here", model=prefix)
@@ -339,10 +368,22 @@ async def item(prefix: str, rest: str) -> Response:
     patch = parse_json(body)
     merge = request.mimetype == "application/merge-patch+json" or isinstance(patch, dict)
 
+    def apply(old: Any) -> Any:
+        current = patch_view(kind, old)
+        return (merge_patch(current, patch) if merge
+                else json_patch(current, patch, max_size=ctx().settings.max_body_size))
+
+    hashed: dict[str, str] = {}
+    if kind.prefix == "users":
+        try:
+            preview = apply(record.obj)
+        except Exception:  # noqa: BLE001 - the real write below raises it again
+            preview = None
+        if isinstance(preview, dict):
+            hashed = await prehash(kind, preview.get("Password"))
+
     def mutate(old: Any) -> Any:
-        current = msgspec.to_builtins(old)
-        patched = merge_patch(current, patch) if merge else json_patch(current, patch, max_size=ctx().settings.max_body_size)
-        return finish(kind, old, kind.convert(patched))
+        return finish(kind, old, kind.convert(apply(old)), hashed)
 
     return await replace(kind, record, mutate)
 

@@ -50,7 +50,8 @@ def json_patch(target: Any, operations: Any, *, max_size: int) -> Any:
         jsonpatch.JsonPatch(operations)  # every operation well-formed before any applies
         budget = max_size - (_size_within(target, max_size) or max_size)
         doc = copy.deepcopy(target)
-        for operation in operations:
+        for index, operation in enumerate(operations):
+            where = f"operation {index} ({operation.get('op')} {str(operation.get('path'))[:200]})"
             if operation.get("op") == "copy":
                 copied = _size_within(jsonpointer.resolve_pointer(doc, operation["from"]),
                                       budget)
@@ -58,12 +59,17 @@ def json_patch(target: Any, operations: Any, *, max_size: int) -> Any:
                     raise Unprocessable(f"the patch would grow the object past {max_size} "
                                         "bytes (its copy operations)")
                 budget -= copied
-            doc = jsonpatch.JsonPatch([operation]).apply(doc, in_place=True)
+            try:
+                doc = jsonpatch.JsonPatch([operation]).apply(doc, in_place=True)
+            except jsonpatch.JsonPatchTestFailed:
+                # never quote the document: what it holds is not the client's to read here
+                raise Conflict(f"patch test failed: {where}") from None
+            except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException):
+                raise Unprocessable(f"patch cannot be applied: {where}: no such path "
+                                    "or a conflicting value") from None
         return doc
-    except jsonpatch.JsonPatchTestFailed as exc:
-        raise Conflict(f"patch test failed: {exc}") from None
-    except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException) as exc:
-        raise Unprocessable(f"patch cannot be applied: {exc}") from None
+    except jsonpointer.JsonPointerException:
+        raise Unprocessable("patch cannot be applied: a copy or move names no such path") from None
     except (jsonpatch.InvalidJsonPatch, TypeError, KeyError, AttributeError) as exc:
         raise BadRequest(f"invalid JSON Patch: {exc}") from None
     except RecursionError:

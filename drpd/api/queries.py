@@ -108,7 +108,7 @@ def fields_of(kind: Kind) -> dict[str, _Field] | None:
         hints = typing.get_type_hints(model)
         cached = {}
         for name in model.__struct_fields__:
-            if name in ("Password", "PasswordHash", "Content"):
+            if name in ("Password", "PasswordHash", "Secret", "Content"):
                 continue
             k = _kind_of(hints.get(name))
             if k is None:

@@ -11,9 +11,18 @@ import msgspec
 from quart import Blueprint, Response, request
 
 from ..auth import DEFAULT_USER
-from ..models import BadRequest, Info, Kind, NotFound, Stat, TokenResponse, decode_as
+from ..models import (
+    BadRequest,
+    Info,
+    Kind,
+    NotFound,
+    Stat,
+    TokenResponse,
+    Unprocessable,
+    decode_as,
+)
 from ..store import public_view
-from .objects import ctx, finish, json_response, principal, read_body, resolve
+from .objects import ctx, finish, json_response, prehash, principal, read_body, resolve
 
 bp = Blueprint("system", __name__)
 
@@ -66,13 +75,31 @@ async def user_token(kind: Kind, key: str, rest: list[str]) -> Response:
     if c.store.get("users", key) is None and not (c.auth.default_user and key == DEFAULT_USER):
         raise NotFound(f"users {key} not found", model="users", key=key)
     raw = request.args.get("ttl")
-    try:
-        ttl = c.settings.token_ttl if raw is None else int(raw)
-    except ValueError:
-        raise BadRequest(f"ttl must be a number of seconds, not {raw!r}") from None
+    ttl = c.settings.token_ttl if raw is None else parse_ttl(raw)
+    if ttl > c.settings.max_token_ttl:
+        # refused, not shortened: a client asking for a year must not be
+        # surprised by a token that ends sooner (DRP has no cap to follow)
+        raise Unprocessable(f"ttl {ttl} s is longer than this drpd allows "
+                            f"(max_token_ttl {c.settings.max_token_ttl} s)", model="users", key=key)
+    return json_response(TokenResponse(Token=c.auth.issue(key, ttl), Info=info()))
+
+
+_TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_ttl(raw: str) -> int:
+    """Seconds from ``?ttl=``: a number of seconds, or with a unit as drpcli
+    writes it (``600``, ``30m``, ``1h``, ``3y``); 400 otherwise."""
+    text = raw.strip().lower()
+    number = text.rstrip("smhdwy")
+    unit = text[len(number):]
+    if not number.isdigit() or len(number) > 12 or unit not in _TTL_UNITS:
+        raise BadRequest(f"ttl must be a number of seconds (or with s, m, h, d, w, y), "
+                         f"not {raw[:40]!r}")
+    ttl = int(number) * _TTL_UNITS[unit]
     if ttl <= 0:
         raise BadRequest("ttl must be positive")
-    return json_response(TokenResponse(Token=c.auth.issue(key, ttl), Info=info()))
+    return ttl
 
 
 class _PasswordBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,9 +120,10 @@ async def user_password(kind: Kind, key: str, rest: list[str]) -> Response:
             f"create it first (`drpcli users create '{{\"Name\":\"{DEFAULT_USER}\",\"Password\":\"...\"}}'`)",
             model="users", key=key)
     resolve(kind, key)
+    hashed = await prehash(kind, password)
 
     def mutate(old: Any) -> Any:
-        return finish(kind, old, msgspec.structs.replace(old, Password=password))
+        return finish(kind, old, msgspec.structs.replace(old, Password=password), hashed)
 
     new = await ctx().store.modify("users", key, mutate, principal=principal())
     return json_response(public_view("users", new.obj), etag=new.etag)

@@ -14,6 +14,7 @@ from .errors import (
     PayloadTooLarge,
     PreconditionFailed,
     RequestTimeout,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
     Unprocessable,
@@ -48,6 +49,6 @@ __all__ = [
     "InsufficientStorage", "Kind",
     "Machine", "MethodNotAllowed", "NotFound", "Param", "PayloadTooLarge", "Plugin",
     "PluginProvider", "PluginRuntime", "PreconditionFailed", "Profile", "RequestTimeout", "Stage", "Stat", "Task",
-    "Template", "TokenResponse", "Unauthorized", "Unavailable", "Unprocessable", "User", "Workflow",
+    "Template", "TokenResponse", "TooManyRequests", "Unauthorized", "Unavailable", "Unprocessable", "User", "Workflow",
     "decode_as",
 ]

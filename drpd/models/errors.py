@@ -15,6 +15,7 @@ about HTTP.
     ├── PreconditionFailed      (412) If-Match mismatch
     ├── PayloadTooLarge         (413)
     ├── Unprocessable           (422) invalid name, schema failure, missing reference
+    ├── TooManyRequests         (429) login back-off (with Retry-After)
     ├── BadGateway              (502) a provider answered nonsense or hung up
     ├── Unavailable             (503) plugin not available
     └── GatewayTimeout          (504) provider timed out
@@ -93,6 +94,15 @@ class PayloadTooLarge(DrpError):
 class Unprocessable(DrpError):
     code = 422
     type = "ValidationError"
+
+
+class TooManyRequests(DrpError):
+    code = 429
+
+    def __init__(self, *messages: str, retry_after: int = 1, model: str = "", key: str = "") -> None:
+        super().__init__(*messages, model=model, key=key)
+        #: seconds, sent as the Retry-After header
+        self.retry_after = retry_after
 
 
 class BadGateway(DrpError):

@@ -11,6 +11,7 @@ expects and can PUT it back unchanged.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import msgspec
@@ -144,6 +145,9 @@ class User(Base, kw_only=True):
     #: input only: hashed into PasswordHash on write, never stored or shown
     Password: str = ""
     PasswordHash: str = ""
+    #: token secret (DRP's field): mixed into every token of this user and
+    #: renewed with each password change, which so ends them all; never shown
+    Secret: str = ""
 
 
 class PluginRuntime(Struct, kw_only=True):
@@ -166,6 +170,10 @@ class Plugin(Base, kw_only=True):
     Params: AnyMap = field(default_factory=dict)
     PluginErrors: Strs = field(default_factory=list)
     Runtime: PluginRuntime | None = None
+    #: random, made with the instance and kept for its life, never shown: its
+    #: provider's token is bound to it, so a later instance of the same name
+    #: does not accept an earlier one's token
+    Secret: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
 class AvailableAction(GoStruct, kw_only=True):

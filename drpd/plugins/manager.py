@@ -316,11 +316,9 @@ class PluginManager:
         return env
 
     def token_for(self, instance: str) -> str:
-        token = self._tokens.get(instance)
-        if token is None:
-            token = self.auth.issue(f"plugin:{instance}", None, instance=instance)
-            self._tokens[instance] = token
-        return token
+        # not cached: the token is bound to the stored instance's Secret, and a
+        # cache could outlive an instance destroyed and made again elsewhere
+        return self.auth.issue(f"plugin:{instance}", None, instance=instance)
 
     async def lifecycle(self, name: str, action: str, obj: dict[str, Any]) -> None:
         await self.store.emit(Event(Type="plugins", Action=action, Key=name, Principal="drpd",

@@ -19,13 +19,20 @@ class Record:
 
 
 def public_view(prefix: str, obj: Any) -> Any:
-    """The object as builtins, without what is never shown (password hashes).
+    """The object as builtins, without what is never shown (``HIDDEN_FIELDS``).
 
     Part of the store's interface: events, the API and providers all show
     an object this way, whatever backend stored it.
     """
     data = msgspec.to_builtins(obj)
-    if prefix == "users" and isinstance(data, dict):
-        data.pop("PasswordHash", None)
-        data.pop("Password", None)
+    if prefix in HIDDEN_FIELDS and isinstance(data, dict):
+        for name in HIDDEN_FIELDS[prefix]:
+            data.pop(name, None)
     return data
+
+
+#: fields stored but never shown, patched, filtered or quoted in an error
+HIDDEN_FIELDS = {
+    "users": ("Password", "PasswordHash", "Secret"),
+    "plugins": ("Secret",),
+}

@@ -88,8 +88,8 @@ async def test_wrong_and_expired_tokens(drpd: DrpdProcess) -> None:
     from drpd.auth import Authenticator
 
     key = (drpd.state_dir / "token.key").read_bytes()
-    forge = Authenticator(key, password_hash_of=lambda u: None, default_user=True)
-    other = Authenticator(b"k" * 32, password_hash_of=lambda u: None, default_user=True)
+    forge = Authenticator(key, default_user=True)
+    other = Authenticator(b"k" * 32, default_user=True)
     async with api_client(drpd, auth=None) as api:
         cases = {
             "expired": forge.issue("rocketskates", -1),
