@@ -242,6 +242,8 @@ class Authenticator:
         self._decoder = msgspec.json.Decoder(TokenClaims)
         self._limiter = trio.CapacityLimiter(hash_concurrency)
         self._waiting = 0
+        #: credentials being verified now, so a burst of the same one costs one hash
+        self._verifying: dict[bytes, trio.Event] = {}
         self.user_failures = FailureTable(allowed=failures_allowed, backoff_max=backoff_max)
         self.client_failures = FailureTable(allowed=failures_allowed * 4, backoff_max=backoff_max)
 
@@ -325,13 +327,29 @@ class Authenticator:
             ).digest()
             if self._cache.get(cache_key, 0.0) > now:
                 return Principal(user, via="basic")
+            running = self._verifying.get(cache_key)
+            if running is not None:
+                # the same credential is being checked (a client's first burst
+                # of requests): share that one hash instead of queueing more
+                await running.wait()
+                if self._cache.get(cache_key, 0.0) > time.monotonic():
+                    return Principal(user, via="basic")
+                raise Unauthorized("bad username or password")
         address = client_key(client)
         wait = max(self.user_failures.wait(user, now), self.client_failures.wait(address, now))
         if wait > 0:
             raise TooManyRequests(
                 f"too many failed logins: try again in {math.ceil(wait)} s",
                 retry_after=math.ceil(wait))
-        ok = await self._slow(verify_password, password, target or _DUMMY_HASH)
+        done = trio.Event()
+        if cache_key is not None:
+            self._verifying[cache_key] = done
+        try:
+            ok = await self._slow(verify_password, password, target or _DUMMY_HASH)
+        finally:
+            if cache_key is not None:
+                del self._verifying[cache_key]
+            done.set()
         now = time.monotonic()
         if not ok or not target or cache_key is None:
             self.user_failures.fail(user, now)
