@@ -177,6 +177,7 @@ def _keep_old(db: Path) -> None:
         old = sqlite3.connect(db)
         try:
             old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            os.close(os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             kept = sqlite3.connect(keep)
             try:
                 old.backup(kept, pages=-1)
@@ -197,9 +198,11 @@ def _keep_old(db: Path) -> None:
 
 
 def _temp_beside(path: Path) -> Path:
+    """An empty 0600 file beside ``path``: SQLite fills it, and the files it
+    adds beside it take its mode, so no copy of the store is ever readable
+    by others, whatever the umask."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.unlink(name)  # SQLite creates it; an empty file would do too, but be plain
     return Path(name)
 
 

@@ -67,7 +67,10 @@ class StateDir:
 def prepare_state_dir(settings: Settings) -> StateDir:
     root = Path(settings.state_dir).absolute()
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if root.stat().st_uid == os.geteuid():
+            # keys, store and certificates inside: drpd's user only, whatever the umask
+            os.chmod(root, 0o700)
         for sub in ("files", "tls"):
             (root / sub).mkdir(exist_ok=True)
         settings.plugin_path.mkdir(parents=True, exist_ok=True)

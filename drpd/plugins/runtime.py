@@ -1,10 +1,14 @@
-"""Where instances' sockets and scratch directories live (docs/protocol.md §5).
+"""Where instances' sockets and scratch directories live (PROTOCOL.md §5).
 
 UNIX socket paths are limited to 107 bytes, and state directories are often
-deep, so sockets live in ``$RUNTIME_DIRECTORY`` (systemd) or in a short
-directory of drpd's own, ``/tmp/drpd-<uid>-<hash of the state dir>``, mode
-0700 so only drpd's user can enter it. Each start of an instance gets a
-numbered subdirectory with two short socket names.
+deep, so sockets live in a short directory only drpd's user can create:
+``$RUNTIME_DIRECTORY/sockets`` under systemd, else
+``$XDG_RUNTIME_DIR/drpd-<hash of the state dir>`` when that directory is
+drpd's user's own and private, else a fresh ``mkdtemp`` directory in /tmp
+(a random name: another local user cannot create it first to keep drpd
+from starting). An existing directory is used only when it is a directory
+(not a link) owned by drpd's user and writable by nobody else. Each start
+of an instance gets a numbered subdirectory with two short socket names.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 from ..http11 import MAX_UNIX_PATH
@@ -25,13 +30,26 @@ class RuntimeDirError(Exception):
     pass
 
 
+def _private_dir(path: str) -> bool:
+    """True for a real directory of this user that no one else can write."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
 def runtime_dir(state_dir: Path) -> Path:
     base = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    digest = hashlib.sha256(str(state_dir.absolute()).encode()).hexdigest()[:10]
     if base:
         path = Path(base) / "sockets"
+    elif xdg and os.path.isabs(xdg) and _private_dir(xdg):
+        path = Path(xdg) / f"drpd-{digest}"
     else:
-        digest = hashlib.sha256(str(state_dir.absolute()).encode()).hexdigest()[:10]
-        path = Path("/tmp") / f"drpd-{os.getuid()}-{digest}"
+        path = Path(tempfile.mkdtemp(prefix=f"drpd-{os.getuid()}-{digest}-", dir="/tmp"))
     if len(os.fsencode(str(path))) + _SUFFIX > MAX_UNIX_PATH:
         raise RuntimeDirError(
             f"runtime directory {path} is too long for UNIX sockets "
@@ -47,8 +65,10 @@ def prepare(path: Path) -> Path:
         st = path.lstat()
     except OSError as exc:
         raise RuntimeDirError(f"cannot create runtime directory {path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise RuntimeDirError(f"runtime directory {path} is not a directory owned by this user")
+    if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid()
+            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+        raise RuntimeDirError(f"runtime directory {path} is not a directory owned by this user "
+                              "and writable by it alone")
     os.chmod(path, 0o700)
     for child in path.iterdir():
         if child.is_dir() and not child.is_symlink():

@@ -12,6 +12,7 @@ The memory copy changes only after the commit succeeded.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -111,6 +112,7 @@ class SQLiteStore:
         await self._run(self._open_sync)
 
     def _open_sync(self) -> None:
+        _private_files(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -438,3 +440,22 @@ class SQLiteStore:
 
         async with self._lock:
             await self._run(run)
+
+
+def _private_files(path: Path | str) -> None:
+    """Make the store and its ``-wal``/``-shm`` files 0600 whatever the umask.
+
+    The store is created 0600 before SQLite opens it; SQLite gives the files
+    it adds beside it the store's own mode.
+    """
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.chmod(f"{path}{suffix}", 0o600)
