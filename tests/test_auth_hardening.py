@@ -89,8 +89,12 @@ def test_passwordless_user_does_not_satisfy_the_bind_guard(tmp_path: Path) -> No
         r = httpx.post(proc.endpoint + "/api/v3/users", json={"Name": "admin"}, auth=proc.auth)
         assert r.status_code == 201
     # the guard runs before any socket is bound: nothing listens off loopback
-    with pytest.raises(RuntimeError, match="set an admin password first"):
-        DrpdProcess(state, "--bind", "0.0.0.0", no_tls=True, start_timeout=20).start()
+    proc = DrpdProcess(state, "--bind", "0.0.0.0", no_tls=True, start_timeout=20)
+    try:
+        with pytest.raises(RuntimeError, match="set an admin password first"):
+            proc.start()
+    finally:
+        proc.kill()
 
 
 # -- 11.6 the password hash is out of reach of every patch ---------------------
