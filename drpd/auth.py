@@ -243,7 +243,7 @@ class Authenticator:
         self._limiter = trio.CapacityLimiter(hash_concurrency)
         self._waiting = 0
         #: credentials being verified now, so a burst of the same one costs one hash
-        self._verifying: dict[bytes, trio.Event] = {}
+        self._verifying: dict[bytes, tuple[trio.Event, list[TooManyRequests]]] = {}
         self.user_failures = FailureTable(allowed=failures_allowed, backoff_max=backoff_max)
         self.client_failures = FailureTable(allowed=failures_allowed * 4, backoff_max=backoff_max)
 
@@ -331,9 +331,12 @@ class Authenticator:
             if running is not None:
                 # the same credential is being checked (a client's first burst
                 # of requests): share that one hash instead of queueing more
-                await running.wait()
+                event, outcome = running
+                await event.wait()
                 if self._cache.get(cache_key, 0.0) > time.monotonic():
                     return Principal(user, via="basic")
+                if outcome:
+                    raise TooManyRequests(*outcome[0].messages, retry_after=outcome[0].retry_after)
                 raise Unauthorized("bad username or password")
         address = client_key(client)
         wait = max(self.user_failures.wait(user, now), self.client_failures.wait(address, now))
@@ -342,10 +345,14 @@ class Authenticator:
                 f"too many failed logins: try again in {math.ceil(wait)} s",
                 retry_after=math.ceil(wait))
         done = trio.Event()
+        refused: list[TooManyRequests] = []
         if cache_key is not None:
-            self._verifying[cache_key] = done
+            self._verifying[cache_key] = (done, refused)
         try:
             ok = await self._slow(verify_password, password, target or _DUMMY_HASH)
+        except TooManyRequests as exc:
+            refused.append(exc)  # those waiting on this check are refused alike
+            raise
         finally:
             if cache_key is not None:
                 del self._verifying[cache_key]
