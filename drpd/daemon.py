@@ -1,7 +1,8 @@
 """``drpd``: the daemon's entry point.
 
 ``drpd serve`` builds the parts (store, bus, auth, API, static server,
-plugin manager) and runs them under one root nursery. SIGTERM or SIGINT
+plugin controller), each given its collaborators by constructor, and runs
+them under one root nursery. SIGTERM or SIGINT
 begin an ordered shutdown bounded by ``shutdown_timeout`` (``Daemon``);
 SIGHUP reloads the configuration. Under systemd it reports READY, STATUS,
 RELOADING, STOPPING and watchdog pings (``notify``). ``drpd backup`` and
@@ -139,6 +140,20 @@ async def ensure_global_profile(store: Store) -> None:
             Validated=True, Available=True), principal="drpd")
 
 
+@dataclass
+class _Parts:
+    """What ``Daemon._build`` made, ready to run."""
+
+    controller: Any
+    app: Any
+    api_config: Any
+    api_sockets: Any
+    static_config: Any
+    static_sockets: Any
+    metrics_sockets: Any
+    hyper_config: Callable[[], Any]
+
+
 class Daemon:
     """The running parts of one drpd, wired together.
 
@@ -168,7 +183,8 @@ class Daemon:
         self.static_port = 0
         self.metrics_port = 0
         self.cert: Path | None = None
-        self.manager: Any = None
+        #: the plugin controller (drpd.plugins.controller), once built
+        self.controller: Any = None
         self.app: Any = None
         #: True from READY=1 until shutdown begins: SIGHUP is honoured then
         self.running = False
@@ -184,36 +200,24 @@ class Daemon:
 
     def status(self) -> str:
         """One line for ``systemctl status``: instance counts and the endpoint."""
-        sups = list(self.manager.supervisors.values()) if self.manager is not None else []
+        sups = list(self.controller.supervisors.values()) if self.controller is not None else []
         available = sum(1 for sup in sups if sup.available)
         failing = sum(1 for sup in sups if metrics.is_failing(sup))
         return (f"{available} of {len(sups)} instance(s) available, {failing} failing; "
                 f"API {self.endpoint}")
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        from hypercorn.config import Config as HyperConfig
-        from hypercorn.config import Sockets
+        """Build the parts (``_build``), then run them under one nursery until stopped."""
         from hypercorn.trio.run import worker_serve
         from hypercorn.utils import wrap_app
 
-        from .api.app import create_app
-        from .api.context import ApiContext
-        from .content import ContentService
-        from .params import ParamChecker
-        from .plugins.manager import ParamsHooks, PluginManager
-        from .plugins.runtime import RuntimeDirError
-        from .plugins.runtime import prepare as prepare_runtime_dir
-        from .secure import SecureParams
-        from .secure import load_or_create_key as load_secure_key
         from .static import StaticFiles
-        from .tls import ensure_certificate
 
-        settings = self.settings
         with ExitStack() as stack:
             lock_state_dir(self.state, stack)
             # under the lock: no other drpd writes these
             await trio.to_thread.run_sync(sweep_temporaries, self.state.root, self.state.files,
-                                          settings.plugin_path)
+                                          self.settings.plugin_path)
             try:
                 await self.store.open()
             except Exception as exc:
@@ -222,104 +226,28 @@ class Daemon:
             # events of an earlier run are not retained: resumes from before are gaps
             self.bus.resume_from(self.store.last_seq)
             try:
-                loopback = is_loopback(settings.bind)
-                # only a user with a real password counts: one created without
-                # one cannot log in
-                if not loopback and not any(r.obj.PasswordHash for r in self.store.list("users")):
-                    raise StartupError(
-                        f"drpd binds {settings.bind}, which is not a loopback address: "
-                        "set an admin password first with `drpd passwd <user>`"
-                    )
-                auth = Authenticator(
-                    await trio.to_thread.run_sync(load_or_create_key, self.state.root / "token.key"),
-                    user_of=self._user_of,
-                    # an instance's token lasts until the instance is destroyed
-                    instance_secret_of=self._instance_secret_of,
-                    default_user=loopback,
-                    cache_seconds=settings.basic_auth_cache,
-                    failures_allowed=settings.login_failures_allowed,
-                    backoff_max=settings.login_backoff_max,
-                )
-                api_sock = bind_socket(settings.bind, settings.api_port, "API")
-                stack.callback(api_sock.close)
-                static_sock = bind_socket(settings.bind, settings.static_port, "static file server")
-                stack.callback(static_sock.close)
-                metrics_sock = None
-                if settings.metrics_port >= 0:
-                    metrics_sock = bind_socket(settings.bind, settings.metrics_port, "metrics")
-                    stack.callback(metrics_sock.close)
-                    self.metrics_port = metrics_sock.getsockname()[1]
-                self.api_port = api_sock.getsockname()[1]
-                self.static_port = static_sock.getsockname()[1]
-                secure = SecureParams(await trio.to_thread.run_sync(
-                    load_secure_key, self.state.root / "secure.key"), self.store)
-                context = ApiContext(
-                    settings=settings, store=self.store, bus=self.bus, auth=auth,
-                    api_port=self.api_port, static_port=self.static_port, version=__version__,
-                    address=url_host(settings.bind).strip("[]"),
-                    info_errors=[NO_TLS_GO_EVENTS] if settings.no_tls else [],
-                    files_dir=self.state.files, metrics=self.metrics,
-                    params=ParamChecker(self.store),
-                    content=ContentService(self.store, secure=secure), secure=secure,
-                )
-                self.context = context
-                if not settings.no_tls:
-                    self.cert, _ = await trio.to_thread.run_sync(
-                        ensure_certificate, self.state.tls, settings.bind
-                    )
-                api_config = HyperConfig()
-                api_config.keep_alive_timeout = 75
-                api_config.graceful_timeout = min(5.0, settings.shutdown_timeout)
-                api_config.accesslog = None
-                api_config.errorlog = logging.getLogger("hypercorn.error")
-                if settings.no_tls:
-                    log.warning(NO_TLS_GO_EVENTS)
-                    api_sockets = Sockets([], [api_sock], [])
-                else:
-                    assert self.cert is not None
-                    api_config.certfile = str(self.cert)
-                    api_config.keyfile = str(self.cert.with_name("server.key"))
-                    api_sockets = Sockets([api_sock], [], [])
-                try:
-                    manager = PluginManager(
-                        settings, self.store, auth, state_root=self.state.root,
-                        files_dir=self.state.files, endpoint=self.endpoint,
-                        fileserver=f"http://{url_host(settings.bind)}:{self.static_port}",
-                        ca_cert=self.cert, params=context.params, content=context.content,
-                        bus=self.bus, secure=context.secure,
-                        observe_action=self.metrics.observe_action,
-                    )
-                    await trio.to_thread.run_sync(prepare_runtime_dir, manager.runtime_dir)
-                except RuntimeDirError as exc:
-                    raise StartupError(str(exc)) from None
-                self.manager = manager
-                self.metrics.bind(manager=manager, bus=self.bus, version=__version__)
-                context.plugins = manager
-                context.hooks["plugins"] = manager
-                context.hooks["params"] = ParamsHooks(manager)
-                static_config = _plain_config(HyperConfig())
-                app = create_app(context)
-                self.app = app
+                parts = await self._build(stack)
+                controller = parts.controller
                 # set by the shutdown: every listener stops accepting
                 listeners_stop = trio.Event()
                 async with trio.open_nursery() as nursery:
-                    manager_scope = trio.CancelScope()
-                    manager_done = trio.Event()
-                    await nursery.start(_in_scope, manager_scope, manager_done, manager.run)
-                    await nursery.start(_serve, worker_serve, wrap_app(app, 0, "asgi"),
-                                        api_config, api_sockets, listeners_stop)
+                    controller_scope = trio.CancelScope()
+                    controller_done = trio.Event()
+                    await nursery.start(_in_scope, controller_scope, controller_done,
+                                        controller.run)
+                    await nursery.start(_serve, worker_serve, wrap_app(parts.app, 0, "asgi"),
+                                        parts.api_config, parts.api_sockets, listeners_stop)
                     await nursery.start(_serve, worker_serve,
                                         wrap_app(StaticFiles(self.state.files), 0, "asgi"),
-                                        static_config, Sockets([], [static_sock], []),
+                                        parts.static_config, parts.static_sockets,
                                         listeners_stop)
-                    if metrics_sock is not None:
+                    if parts.metrics_sockets is not None:
                         await nursery.start(_serve, worker_serve,
                                             wrap_app(metrics.MetricsApp(self.metrics), 0, "asgi"),
-                                            _plain_config(HyperConfig()),
-                                            Sockets([], [metrics_sock], []),
-                                            listeners_stop)
+                                            _plain_config(parts.hyper_config()),
+                                            parts.metrics_sockets, listeners_stop)
                         log.info("metrics without authentication on http://%s:%d/metrics",
-                                 url_host(settings.bind), self.metrics_port)
+                                 url_host(self.settings.bind), self.metrics_port)
                     log.info("serving %s (static files on port %d)", self.endpoint,
                              self.static_port)
                     self.running = True
@@ -328,7 +256,7 @@ class Daemon:
                     await nursery.start(self._background, background)
                     task_status.started(self.endpoint)
                     await self.stop_requested.wait()
-                    await self._shutdown(nursery, manager, manager_scope, manager_done,
+                    await self._shutdown(nursery, controller, controller_scope, controller_done,
                                          listeners_stop)
                     background.cancel()
             finally:
@@ -337,25 +265,146 @@ class Daemon:
                     await self.store.aclose()
                 self.notifier.status("stopped")
 
-    async def _shutdown(self, nursery: trio.Nursery, manager: Any, manager_scope: trio.CancelScope,
-                        manager_done: trio.Event, listeners_stop: trio.Event) -> None:
+    async def _build(self, stack: ExitStack) -> _Parts:
+        """Make every part, each given its collaborators by constructor; start nothing.
+
+        Sockets are bound here (a port in use fails the start at once), and
+        closed by ``stack``.
+        """
+        import uuid
+
+        from hypercorn.config import Config as HyperConfig
+        from hypercorn.config import Sockets
+
+        from .api.app import create_app
+        from .api.context import ApiContext
+        from .content import ContentService
+        from .params import ParamChecker
+        from .plugins.controller import (
+            PluginController,
+            PluginsHooks,
+            provider_environment,
+            verb_environment,
+        )
+        from .plugins.left import LeftInstances
+        from .plugins.providers import ProviderRegistry
+        from .plugins.runtime import RuntimeDirError, runtime_dir
+        from .plugins.runtime import prepare as prepare_runtime_dir
+        from .secure import SecureParams
+        from .secure import load_or_create_key as load_secure_key
+        from .tls import ensure_certificate
+
+        settings = self.settings
+        loopback = is_loopback(settings.bind)
+        # only a user with a real password counts: one created without one cannot log in
+        if not loopback and not any(r.obj.PasswordHash for r in self.store.list("users")):
+            raise StartupError(
+                f"drpd binds {settings.bind}, which is not a loopback address: "
+                "set an admin password first with `drpd passwd <user>`"
+            )
+        auth = Authenticator(
+            await trio.to_thread.run_sync(load_or_create_key, self.state.root / "token.key"),
+            user_of=self._user_of,
+            # an instance's token lasts until the instance is destroyed
+            instance_secret_of=self._instance_secret_of,
+            default_user=loopback,
+            cache_seconds=settings.basic_auth_cache,
+            failures_allowed=settings.login_failures_allowed,
+            backoff_max=settings.login_backoff_max,
+        )
+        api_sock = bind_socket(settings.bind, settings.api_port, "API")
+        stack.callback(api_sock.close)
+        static_sock = bind_socket(settings.bind, settings.static_port, "static file server")
+        stack.callback(static_sock.close)
+        metrics_sockets = None
+        if settings.metrics_port >= 0:
+            metrics_sock = bind_socket(settings.bind, settings.metrics_port, "metrics")
+            stack.callback(metrics_sock.close)
+            self.metrics_port = metrics_sock.getsockname()[1]
+            metrics_sockets = Sockets([], [metrics_sock], [])
+        self.api_port = api_sock.getsockname()[1]
+        self.static_port = static_sock.getsockname()[1]
+        if not settings.no_tls:
+            self.cert, _ = await trio.to_thread.run_sync(
+                ensure_certificate, self.state.tls, settings.bind)
+        params = ParamChecker(self.store)
+        secure = SecureParams(await trio.to_thread.run_sync(
+            load_secure_key, self.state.root / "secure.key"), self.store)
+        content = ContentService(self.store, secure=secure)
+
+        # the plugin side: providers, "left" instances, the controller
+        run_id = uuid.uuid4().hex
+        try:
+            sockets_dir = runtime_dir(self.state.root)
+            await trio.to_thread.run_sync(prepare_runtime_dir, sockets_dir)
+        except RuntimeDirError as exc:
+            raise StartupError(str(exc)) from None
+        env = provider_environment(
+            endpoint=self.endpoint, ca_cert=self.cert,
+            fileserver=f"http://{url_host(settings.bind)}:{self.static_port}",
+            files_dir=self.state.files, run_id=run_id)
+        registry = ProviderRegistry(settings, self.store, content, state_root=self.state.root,
+                                    files_dir=self.state.files,
+                                    env=verb_environment(env, auth, settings))
+        controller = PluginController(
+            settings, self.store, self.bus, auth, registry,
+            LeftInstances(self.state.root / "plugins-left.json"), params=params, env=env,
+            run_id=run_id, runtime_dir=sockets_dir, scratch_root=self.state.root / "scratch",
+            secure=secure, observe_action=self.metrics.observe_action)
+        self.controller = controller
+        self.metrics.bind(manager=controller, bus=self.bus, version=__version__)
+
+        context = ApiContext(
+            settings=settings, store=self.store, bus=self.bus, auth=auth,
+            api_port=self.api_port, static_port=self.static_port, version=__version__,
+            address=url_host(settings.bind).strip("[]"),
+            info_errors=[NO_TLS_GO_EVENTS] if settings.no_tls else [],
+            files_dir=self.state.files, metrics=self.metrics, params=params, content=content,
+            secure=secure, plugins=controller, hooks={"plugins": PluginsHooks(controller)},
+        )
+        self.app = create_app(context)
+
+        def hyper_config() -> Any:
+            return HyperConfig()
+
+        api_config = HyperConfig()
+        api_config.keep_alive_timeout = 75
+        api_config.graceful_timeout = min(5.0, settings.shutdown_timeout)
+        api_config.accesslog = None
+        api_config.errorlog = logging.getLogger("hypercorn.error")
+        if settings.no_tls:
+            log.warning(NO_TLS_GO_EVENTS)
+            api_sockets = Sockets([], [api_sock], [])
+        else:
+            assert self.cert is not None
+            api_config.certfile = str(self.cert)
+            api_config.keyfile = str(self.cert.with_name("server.key"))
+            api_sockets = Sockets([api_sock], [], [])
+        return _Parts(controller=controller, app=self.app, api_config=api_config,
+                      api_sockets=api_sockets, static_config=_plain_config(HyperConfig()),
+                      static_sockets=Sockets([], [static_sock], []),
+                      metrics_sockets=metrics_sockets, hyper_config=hyper_config)
+
+    async def _shutdown(self, nursery: trio.Nursery, controller: Any,
+                        controller_scope: trio.CancelScope, controller_done: trio.Event,
+                        listeners_stop: trio.Event) -> None:
         """Steps 1-3 of the ordered shutdown (the class docstring), within the bound."""
         self.running = False
         timeout = self.settings.shutdown_timeout
         deadline = trio.current_time() + timeout
         # the last resort: nothing unshielded outlives the bound
         nursery.cancel_scope.deadline = deadline
-        count = sum(1 for sup in manager.supervisors.values() if sup.pid)
+        count = sum(1 for sup in controller.supervisors.values() if sup.pid)
         self.notifier.stopping(f"stopping {count} provider(s)")
         log.info("shutting down: stopping %d provider(s) within %g s", count, timeout)
         listeners_stop.set()
         self.bus.shutdown()  # websocket connections close now, not after the graceful period
-        manager_scope.cancel()
+        controller_scope.cancel()
         # leave time after the kill for the supervisors and the store to finish
         with trio.move_on_at(deadline - min(2.0, timeout / 5)):
-            await manager_done.wait()
-        if not manager_done.is_set():
-            killed = await kill_providers(manager)
+            await controller_done.wait()
+        if not controller_done.is_set():
+            killed = await kill_providers(controller)
             log.warning("shutdown: %d provider process(es) had not stopped in time: killed",
                         killed)
 
@@ -499,16 +548,16 @@ async def _serve(worker_serve: Any, app: Any, config: Any, sockets: Any, stop: t
             sock.close()
 
 
-async def kill_providers(manager: Any) -> int:
+async def kill_providers(controller: Any) -> int:
     """SIGKILL every provider process group and every process with drpd's run marker."""
     from .plugins.processes import RUN_VAR, kill_marked, signal_group
 
     count = 0
-    for sup in list(manager.supervisors.values()):
+    for sup in list(controller.supervisors.values()):
         if sup.pid:
             signal_group(sup.pid, signal.SIGKILL)
             count += 1
-    count += await trio.to_thread.run_sync(kill_marked, RUN_VAR, manager.run_id)
+    count += await trio.to_thread.run_sync(kill_marked, RUN_VAR, controller.run_id)
     return count
 
 

@@ -165,15 +165,19 @@ async def serve_unix(
     by cancellation.
     """
     check_unix_path(path)
-    sock = trio.socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    raw = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         _remove_stale(path)
-        await sock.bind(path)
-        sock.listen(backlog)
+        # bound here, like the lstat and stat around it: a short local path
+        # (trio would use a worker thread, which a test's mock clock cannot see)
+        raw.bind(path)
+        raw.listen(backlog)
         inode = os.stat(path).st_ino
+        sock = trio.socket.from_stdlib_socket(raw)
     except BaseException:
-        sock.close()
+        raw.close()
         raise
+    await trio.lowlevel.checkpoint()
     listener = trio.SocketListener(sock)
     try:
         async with trio.open_nursery() as nursery:

@@ -18,6 +18,7 @@ from drpd.bus import Entry, EventBus, Feed, Notice
 from drpd.client import resolve_settings
 from drpd.models import Event
 from drpd.patterns import Pattern, PatternError, parse_command
+from drpd.plugins.publisher import Publisher
 from drpd.wsclient import DELIVER, NOTICE, READY, RESUME, SKIP, EventStream
 
 
@@ -417,22 +418,21 @@ def test_selected_events_need_a_handler_and_keep_the_import_light() -> None:
 
 # ------------------------------------------------------------------ HasPublish forwarding
 class _FakeSup:
-    """What Publisher uses of a Supervisor."""
+    """What a Publisher is given by its supervisor: availability and where errors go."""
 
-    def __init__(self, bus: EventBus, provider: object) -> None:
-        self.name = "fake"
+    def __init__(self, provider: object) -> None:
         self.available = True
-        self.plugin = SimpleNamespace(Provider="p")
-        settings = SimpleNamespace(action_timeout=5.0)
-        self.manager = SimpleNamespace(bus=bus, providers={"p": provider}, settings=settings)
+        self.provider = provider
         self.recorded: list[str] = []
         self.logged: list[str] = []
 
-    def _record(self, message: str) -> None:
-        self.recorded.append(message)
-
-    def _log_line(self, source: str, line: str) -> None:
-        self.logged.append(line)
+    def publisher(self, bus: EventBus) -> Publisher:
+        provider = self.provider
+        return Publisher(
+            bus, "fake",
+            lambda: bool(provider.HasPublish and not provider.IgnoreEvents),  # type: ignore[attr-defined]
+            available=lambda: self.available, note_error=self.recorded.append,
+            log_line=lambda source, line: self.logged.append(line))
 
 
 class _FakeClient:
@@ -462,35 +462,33 @@ def _json(body: bytes | None) -> dict:
 
 async def test_publisher_forwards_in_order_keeps_events_across_failures_and_counts_missed(
         autojump_clock: trio.abc.Clock) -> None:
-    from drpd.plugins.publisher import Publisher
-
     bus = EventBus(queue_size=5)
     wants = SimpleNamespace(HasPublish=True, IgnoreEvents=False)
-    sup = _FakeSup(bus, wants)
-    publisher = Publisher(sup)  # type: ignore[arg-type]
+    sup = _FakeSup(wants)
+    publisher = sup.publisher(bus)
     publisher.open()
     for seq in range(1, 9):  # 5 fit, 3 are dropped while nobody forwards
         bus.publish(ev(seq))
     client = _FakeClient(fail=2)
     with trio.move_on_after(10):  # autojump: the retries' back-off takes no real time
-        await publisher.forward(client)  # type: ignore[arg-type]
+        await publisher.forward(client, 5.0)  # type: ignore[arg-type]
     assert client.seqs == [1, 2, 3, 4, 5]  # the first one survived two failed attempts
     assert sup.recorded == [
         "missed 3 event(s): more than 5 (or 16777216 bytes of them) waited for delivery"]
     # the instance stops being available: forwarding ends, the rest stays queued
     bus.publish(ev(9))
     sup.available = False
-    await publisher.forward(client)  # type: ignore[arg-type]
+    await publisher.forward(client, 5.0)  # type: ignore[arg-type]
     sup.available = True
     bus.publish(ev(10))
     with trio.move_on_after(1):
-        await publisher.forward(client)  # type: ignore[arg-type]
+        await publisher.forward(client, 5.0)  # type: ignore[arg-type]
     assert client.seqs == [1, 2, 3, 4, 5, 9, 10]
     # a refused event is logged, not retried
     refusing = _FakeClient(status=500)
     bus.publish(ev(11))
     with trio.move_on_after(1):
-        await publisher.forward(refusing)  # type: ignore[arg-type]
+        await publisher.forward(refusing, 5.0)  # type: ignore[arg-type]
     assert refusing.seqs == [11] and "refused (500)" in sup.logged[0]
     publisher.close()
     assert bus.subscribers == 0
@@ -499,11 +497,9 @@ async def test_publisher_forwards_in_order_keeps_events_across_failures_and_coun
 @pytest.mark.parametrize(("has_publish", "ignore"), [(False, False), (True, True)])
 async def test_publisher_queues_nothing_for_providers_that_want_no_events(
         has_publish: bool, ignore: bool) -> None:
-    from drpd.plugins.publisher import Publisher
-
     bus = EventBus()
-    sup = _FakeSup(bus, SimpleNamespace(HasPublish=has_publish, IgnoreEvents=ignore))
-    publisher = Publisher(sup)  # type: ignore[arg-type]
+    sup = _FakeSup(SimpleNamespace(HasPublish=has_publish, IgnoreEvents=ignore))
+    publisher = sup.publisher(bus)
     publisher.open()
     bus.publish(ev(1))
     assert publisher._sub is not None and len(publisher._sub) == 0

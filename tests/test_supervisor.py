@@ -398,3 +398,61 @@ async def test_provider_logs_are_tagged(api: httpx.AsyncClient, drpd: DrpdProces
     assert "drpd.plugin.talker" in lines[0]
     log = (await api.get("/plugins/talker/log", params={"lines": 50})).json()
     assert any("configured as talker" in line for line in log)
+
+
+async def test_restart_after_leaving_is_durable(api: httpx.AsyncClient,
+                                                drpd: DrpdProcess) -> None:
+    """Issue 11.15: a restart through the API clears "left" on disk, not only in memory."""
+    # the instance leaves on config through a param default, which the test can change
+    await api.post("/params", json={"Name": "echo/leave-on-config",
+                                    "Schema": {"type": "boolean", "default": True}})
+    await create(api, "back", "sdk_echo", **{"echo/greeting": "hi"})
+    await wait_plugin(api, "back", lambda p: p["Runtime"]["State"] == "left")
+    r = await api.put("/params/echo/leave-on-config", json={
+        "Name": "echo/leave-on-config", "Schema": {"type": "boolean", "default": False}})
+    assert r.status_code == 200, r.text
+    # a params change does not bring back an instance that left
+    assert (await plugin(api, "back"))["Runtime"]["State"] == "left"
+    r = await api.post("/plugins/back/restart")
+    assert r.status_code == 200 and r.json()["Available"], r.text
+    drpd.restart()
+    async with api_client(drpd) as fresh:
+        p = await wait_plugin(fresh, "back", lambda p: p["Runtime"]["State"] != "stopped")
+        assert p["Runtime"]["State"] != "left"
+        await wait_plugin(fresh, "back", lambda p: p["Available"])
+
+
+async def test_param_from_a_content_bundle_wakes_a_waiting_instance(
+        api: httpx.AsyncClient) -> None:
+    """Instances follow the store's change feed, not the API handler that wrote."""
+    created = await create(api, "cb1", "sdk_echo")
+    assert created["Runtime"]["State"] == "waiting"
+    assert created["Errors"] == ["missing required param: echo/greeting"]
+    bundle = {"meta": {"Name": "echo-defaults", "Version": "1"}, "sections": {"params": {
+        "echo/greeting": {"Name": "echo/greeting",
+                          "Schema": {"type": "string", "default": "from a bundle"}}}}}
+    r = await api.post("/contents", json=bundle)
+    assert r.status_code == 201, r.text
+    p = await wait_plugin(api, "cb1", lambda p: p["Available"])
+    assert p["Errors"] == []
+    r = await api.post("/machines", json={"Name": "cbm"})
+    assert r.status_code == 201
+    r = await api.post("/machines/Name:cbm/actions/echo", params={"plugin": "cb1"})
+    assert r.status_code == 200 and r.json()["Config"]["echo/greeting"] == "from a bundle"
+    # removing the bundle takes the default away again: the running process stays
+    # (a Params change restarts; a default applies at the next start)
+    assert (await api.delete("/contents/echo-defaults")).status_code == 200
+
+
+async def test_destroy_removes_the_scratch_directory(api: httpx.AsyncClient,
+                                                     drpd: DrpdProcess) -> None:
+    """Issue 11.17: scratch/<instance> goes with the instance, not to the next of that name."""
+    created = await create(api, "scr", "sdk_echo", **{"echo/greeting": "hi"})
+    scratch = drpd.state_dir / "scratch" / "scr"
+    cwd = Path(os.readlink(f"/proc/{created['Runtime']['Pid']}/cwd"))
+    assert cwd == scratch.resolve()
+    (scratch / "left-over").write_text("from the first instance")
+    assert (await api.delete("/plugins/scr")).status_code == 200
+    assert not scratch.exists()
+    again = await create(api, "scr", "sdk_echo", **{"echo/greeting": "hi"})
+    assert again["Available"] and not (scratch / "left-over").exists()

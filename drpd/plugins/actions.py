@@ -12,14 +12,15 @@ goes back to the API client unchanged.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import trio
 
 from .. import wire
+from ..config import Settings
 from ..http11 import HTTPError
 from ..models import (
     Action,
@@ -29,21 +30,22 @@ from ..models import (
     Error,
     GatewayTimeout,
     NotFound,
+    Plugin,
     PluginProvider,
     Unavailable,
     Unprocessable,
 )
-from ..params import MISSING
-
-if TYPE_CHECKING:
-    from .manager import PluginManager
-    from .supervisor import Supervisor
+from ..params import MISSING, ParamChecker
+from ..store import Store
+from .supervisor import Supervisor
 
 _encode = msgspec.json.Encoder().encode
 #: checks an answer is JSON without building Python objects for it
 _json_check = msgspec.json.Decoder(msgspec.Raw)
 #: called after each action call: (provider, command, seconds, HTTP status)
 Observer = Callable[[str, str, float, int], None]
+#: the instances to offer actions from: (stored instance, its supervisor)
+Instances = Callable[[], Iterable[tuple[Plugin, Supervisor]]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Offer:
     """One instance's provider offering one command for a model."""
 
     sup: Supervisor
+    plugin: Plugin
     provider: PluginProvider
     action: AvailableAction
 
@@ -60,23 +63,36 @@ def split_command(command: str) -> tuple[str | None, str]:
     return (provider, plain) if sep else (None, command)
 
 
+@dataclass
 class ActionDispatcher:
-    def __init__(self, manager: PluginManager) -> None:
-        self.manager = manager
-        self.observers: list[Observer] = []
+    """Chooses the instance, builds the params and calls it (collaborators by constructor)."""
+
+    settings: Settings
+    store: Store
+    params: ParamChecker
+    #: the running instances, each with its stored object
+    instances: Instances
+    #: secure param values in clear, as providers see them
+    reveal: Callable[[dict[str, Any]], dict[str, Any]]
+    #: called after each call (metrics)
+    observers: list[Observer] = field(default_factory=list)
+
+    def _provider(self, name: str) -> PluginProvider | None:
+        record = self.store.get("plugin_providers", name)
+        return None if record is None else record.obj
 
     def offers(self, model: str, *, instance: str | None = None) -> list[Offer]:
         """Every (instance, action) pair for ``model``, available or not."""
         found = []
-        for sup in self.manager.supervisors.values():
+        for plugin, sup in self.instances():
             if instance is not None and sup.name != instance:
                 continue
-            provider = self.manager.providers.get(sup.plugin.Provider)
+            provider = self._provider(plugin.Provider)
             if provider is None:
                 continue
             for action in provider.AvailableActions or []:
                 if (action.Model or "system") == model:
-                    found.append(Offer(sup, provider, action))
+                    found.append(Offer(sup, plugin, provider, action))
         return found
 
     def listing(self, model: str, *, instance: str | None = None) -> list[AvailableAction]:
@@ -117,8 +133,8 @@ class ActionDispatcher:
     def build_params(self, offer: Offer, posted: dict[str, Any], target: Any,
                      *, model: str) -> dict[str, Any]:
         """Action.Params: each listed param from the first place that has it."""
-        store = self.manager.store
-        checker = self.manager.params
+        store = self.store
+        checker = self.params
         sources: list[dict[str, Any]] = [posted]
         if target is not None and isinstance(getattr(target, "Params", None), dict):
             sources.append(target.Params)
@@ -129,7 +145,7 @@ class ActionDispatcher:
                 profile = store.get("profiles", name)
                 if profile is not None:
                     sources.append(profile.obj.Params)
-        sources.append(offer.sup.plugin.Params)
+        sources.append(offer.plugin.Params)
         required = list(offer.action.RequiredParams or [])
         optional = list(offer.action.OptionalParams or [])
         params: dict[str, Any] = {}
@@ -151,7 +167,7 @@ class ActionDispatcher:
                 + ", ".join(missing), model=model, key=offer.action.Command)
         for name, value in posted.items():
             params.setdefault(name, value)
-        params = self.manager.reveal(params)
+        params = self.reveal(params)
         for name, value in params.items():
             problem = checker.problem(name, value)  # against the clear value
             if problem:
@@ -163,7 +179,7 @@ class ActionDispatcher:
         sup = offer.sup
         action = Action(Model=target_json, Plugin=sup.name, Command=offer.action.Command,
                         CommandSet=offer.provider.Name, Params=params)
-        timeout = self.manager.settings.action_timeout
+        timeout = self.settings.action_timeout
         started = time.monotonic()
         status = 500
         try:

@@ -26,22 +26,31 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import msgspec
 import trio
 
-from ..content import parse_bundle
-from ..models import BadRequest, Content, DrpError, Kind, NotFound, PluginProvider, Unprocessable
+from ..config import Settings
+from ..content import ContentService, parse_bundle
+from ..models import (
+    KINDS,
+    BadRequest,
+    Content,
+    DrpError,
+    Kind,
+    NotFound,
+    Plugin,
+    PluginProvider,
+    Unprocessable,
+)
 from ..models.extended import ExtendedKind, extended_kind
-from ..models.names import is_valid_provider_name
+from ..models.names import is_fixed_route, is_valid_name, is_valid_provider_name
 from ..storage import insufficient_storage, is_no_space
+from ..store import Store
 from .define import DefineError, VerbResult, define, file_digest, run_verb
-
-if TYPE_CHECKING:
-    from .manager import PluginManager
 
 log = logging.getLogger("drpd.providers")
 Fingerprint = tuple[int, int, int]  # inode, size, mtime_ns
@@ -68,9 +77,24 @@ def _fingerprints(directory: Path) -> dict[str, Fingerprint]:
 
 
 class ProviderRegistry:
-    def __init__(self, manager: PluginManager) -> None:
-        self.manager = manager
-        self.directory = manager.settings.plugin_path
+    """The installed providers: their files, records, bundles and object types.
+
+    It writes ``plugin_providers`` records (and AutoStart instances); the
+    plugin controller learns of them from the store's change feed.
+    """
+
+    def __init__(self, settings: Settings, store: Store, content: ContentService, *,
+                 state_root: Path, files_dir: Path,
+                 env: Callable[[str], Mapping[str, str]]) -> None:
+        self.settings = settings
+        self.store = store
+        self.content = content
+        self.state_root = state_root
+        self.files_dir = files_dir
+        #: the environment of a provider's ``define`` and ``unpack`` runs
+        self.env = env
+        self.directory = settings.plugin_path
+        self.providers: dict[str, PluginProvider] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._seen: dict[str, Fingerprint] = {}
 
@@ -80,7 +104,7 @@ class ProviderRegistry:
     # -- install markers -------------------------------------------------------
     @property
     def _markers(self) -> Path:
-        return self.manager.state_root / "installing"
+        return self.state_root / "installing"
 
     async def _mark(self, name: str) -> None:
         def write() -> None:
@@ -123,7 +147,7 @@ class ProviderRegistry:
                     path.is_file):
                 log.warning("provider %s: its install was cut short before the file was in "
                             "place; rolled back", name)
-                if is_valid_provider_name(name) and self.manager.providers.get(name):
+                if is_valid_provider_name(name) and self.providers.get(name):
                     await self._forget(name)
                 await self._unmark(name)
                 continue
@@ -134,6 +158,15 @@ class ProviderRegistry:
                 log.error("provider %s: cannot finish its install: %s", name, exc)
 
     # -- start-up and watching ------------------------------------------------
+    async def start(self) -> None:
+        """Load the stored records, finish cut-short installs, make the records
+        match the directory, serve the object types."""
+        for record in self.store.list("plugin_providers"):
+            self.providers[record.obj.Name] = record.obj
+        await self.recover()
+        await self.scan()
+        self.sync_object_types()
+
     async def scan(self) -> None:
         """Make the records match the directory (at start, and on each poll)."""
         current = await trio.to_thread.run_sync(_fingerprints, self.directory)
@@ -141,7 +174,7 @@ class ProviderRegistry:
         gone = [n for n in self._seen if n not in current]
         self._seen = current
         for name in gone:
-            if self.manager.providers.get(name) is not None:
+            if self.providers.get(name) is not None:
                 log.info("provider %s: its file is gone; removing it", name)
                 await self._forget(name)
         for name in changed:
@@ -150,13 +183,13 @@ class ProviderRegistry:
             except (DefineError, DrpError) as exc:
                 log.error("provider file %s rejected: %s", name, exc)
         # records whose file vanished while drpd was not running
-        for name in list(self.manager.providers):
+        for name in list(self.providers):
             if name not in current:
                 await self._forget(name)
 
     async def watch(self) -> None:
         while True:
-            await trio.sleep(self.manager.settings.plugin_dir_poll)
+            await trio.sleep(self.settings.plugin_dir_poll)
             await self.scan()
 
     # -- installing --------------------------------------------------------------
@@ -167,17 +200,16 @@ class ProviderRegistry:
         ``in_place`` files already sit at their final path (found in the
         directory). Raises ``DefineError`` when the file is not a provider.
         """
-        manager = self.manager
         if in_place:
             size, sha = await trio.to_thread.run_sync(file_digest, source)
-            known = manager.providers.get(source.name)
+            known = self.providers.get(source.name)
             if known is not None and known.Sha256 == sha and not await self._marked(source.name):
                 return known  # the same bytes again change nothing
         await trio.to_thread.run_sync(os.chmod, source, 0o755)
         shown = label or source.name
-        provider = await define(source, env=manager.provider_env(None, expected or source.name),
-                                limit=manager.settings.define_timeout, label=shown,
-                                max_output=manager.settings.max_define_output)
+        provider = await define(source, env=self.env(expected or source.name),
+                                limit=self.settings.define_timeout, label=shown,
+                                max_output=self.settings.max_define_output)
         if expected is not None and provider.Name != expected:
             raise DefineError(f"{shown} defines provider {provider.Name!r}, not {expected!r}")
         size, sha = await trio.to_thread.run_sync(file_digest, source)
@@ -185,9 +217,9 @@ class ProviderRegistry:
         bundle = self._bundle_of(provider)
         if bundle is not None:
             # a clash refuses the provider, changing nothing
-            manager.content.check(bundle, self._kinds_with(provider))
+            self.content.check(bundle, self._kinds_with(provider))
         async with self._lock(provider.Name):
-            old = manager.providers.get(provider.Name)
+            old = self.providers.get(provider.Name)
             unchanged = (old is not None and old.Sha256 == sha
                          and not await self._marked(provider.Name))
             if not unchanged:
@@ -204,15 +236,14 @@ class ProviderRegistry:
                 assert old is not None
                 return old  # the same bytes again change nothing
             await self._store(provider)
-            manager.providers[provider.Name] = provider
-            manager.sync_object_types()  # its bundle may hold objects of its StoreObjects
+            self.providers[provider.Name] = provider
+            self.sync_object_types()  # its bundle may hold objects of its StoreObjects
             await self._install_bundle(provider.Name, bundle)
             if await self._unpack(provider.Name):
                 await self._unmark(provider.Name)
             log.info("provider %s %s installed (%d bytes, sha256 %s)", provider.Name,
                      provider.Version, size, sha[:12])
-            await manager.provider_changed(provider.Name, replaced=old is not None,
-                                           wait=not in_place)
+            await self._changed(provider.Name)
             return provider
 
     def _bundle_of(self, provider: PluginProvider) -> Content | None:
@@ -221,12 +252,12 @@ class ProviderRegistry:
         bundle = parse_bundle(provider.Content, what=f"provider {provider.Name} Content")
         bundle.meta.Name = provider.Name
         bundle.meta.Source = bundle.meta.Source or f"plugin_provider:{provider.Name}"
-        self.manager.content.objects_of(bundle, self._kinds_with(provider))  # validates them
+        self.content.objects_of(bundle, self._kinds_with(provider))  # validates them
         return bundle
 
     def _kinds_with(self, provider: PluginProvider) -> dict[str, Kind]:
         """The store's object types plus the ones ``provider`` declares."""
-        kinds = dict(self.manager.store.kinds)
+        kinds = dict(self.store.kinds)
         for prefix, schema in (provider.StoreObjects or {}).items():
             current = kinds.get(prefix)
             if current is None or isinstance(current, ExtendedKind):
@@ -234,14 +265,14 @@ class ProviderRegistry:
         return kinds
 
     async def _install_bundle(self, name: str, bundle: Content | None) -> None:
-        content = self.manager.content
+        content = self.content
         if bundle is not None:
             await content.install(bundle, principal=f"plugin_provider:{name}")
-        elif self.manager.store.get("contents", name) is not None:
+        elif self.store.get("contents", name) is not None:
             await content.remove(name, principal=f"plugin_provider:{name}")
 
     async def _store(self, provider: PluginProvider) -> None:
-        store = self.manager.store
+        store = self.store
         if store.get("plugin_providers", provider.Name) is None:
             await store.create("plugin_providers", provider, principal="drpd")
         else:
@@ -250,11 +281,10 @@ class ProviderRegistry:
 
     async def _unpack(self, name: str) -> bool:
         """Run ``unpack`` into a staging directory and swap it in; False when it failed."""
-        manager = self.manager
-        target = manager.files_dir / "plugin_providers" / name
-        limit = manager.settings.max_unpack_size
+        target = self.files_dir / "plugin_providers" / name
+        limit = self.settings.max_unpack_size
         staging = Path(await trio.to_thread.run_sync(
-            lambda: tempfile.mkdtemp(prefix=f".unpack-{name}-", dir=manager.files_dir)))
+            lambda: tempfile.mkdtemp(prefix=f".unpack-{name}-", dir=self.files_dir)))
         try:
             too_big = False
             result: VerbResult | None = None
@@ -273,8 +303,8 @@ class ProviderRegistry:
                 nursery.start_soon(watch_size)
                 try:
                     result = await run_verb(self.directory / name, ["unpack", str(staging)],
-                                            env=manager.provider_env(None, name),
-                                            limit=manager.settings.define_timeout)
+                                            env=self.env(name),
+                                            limit=self.settings.define_timeout)
                 except (trio.TooSlowError, OSError) as exc:
                     failure = exc  # raised here, not wrapped in the nursery's group
                 nursery.cancel_scope.cancel()
@@ -351,31 +381,75 @@ class ProviderRegistry:
         return exc
 
     async def remove(self, name: str) -> PluginProvider:
-        if self.manager.providers.get(name) is None:
+        if self.providers.get(name) is None:
             raise NotFound(f"plugin_providers {name} not found", model="plugin_providers", key=name)
         async with self._lock(name):
             await trio.to_thread.run_sync(
                 lambda: (self.directory / name).unlink(missing_ok=True))
             self._seen.pop(name, None)
-            return await self._forget(name, wait=True)
+            return await self._forget(name)
 
-    async def _forget(self, name: str, *, wait: bool = False) -> PluginProvider:
-        manager = self.manager
-        provider = manager.providers.pop(name, None)
-        record = manager.store.get("plugin_providers", name)
+    async def _forget(self, name: str) -> PluginProvider:
+        provider = self.providers.pop(name, None)
+        record = self.store.get("plugin_providers", name)
         if record is not None:
-            await manager.store.delete("plugin_providers", name, principal="drpd")
+            await self.store.delete("plugin_providers", name, principal="drpd")
             provider = provider or record.obj
-        bundle = manager.store.get("contents", name)
+        bundle = self.store.get("contents", name)
         if bundle is not None and bundle.obj.meta.Source == f"plugin_provider:{name}":
-            await manager.content.remove(name, principal=f"plugin_provider:{name}")
-        unpacked = manager.files_dir / "plugin_providers" / name
+            await self.content.remove(name, principal=f"plugin_provider:{name}")
+        unpacked = self.files_dir / "plugin_providers" / name
         await trio.to_thread.run_sync(lambda: shutil.rmtree(unpacked, ignore_errors=True))
         await self._unmark(name)
-        await manager.provider_changed(name, replaced=False, wait=wait)
+        await self._changed(name)
         assert provider is not None
         return provider
 
+
+    async def _changed(self, name: str) -> None:
+        """A provider was installed, replaced or removed: its object types, its
+        AutoStart instance. Its instances follow from the change feed."""
+        self.sync_object_types()
+        provider = self.providers.get(name)
+        if provider is not None and provider.AutoStart and self.store.get("plugins", name) is None:
+            log.info("provider %s is AutoStart: creating instance %s", name, name)
+            await self.store.create(
+                "plugins", Plugin(Name=name, Provider=name, Validated=True), principal="drpd")
+
+    def sync_object_types(self) -> None:
+        """Serve each installed provider's StoreObjects prefixes; keep the
+        objects of prefixes nobody declares any more, read-only."""
+        store = self.store
+        declared: dict[str, tuple[str, Any]] = {}
+        for provider in sorted(self.providers.values(), key=lambda p: p.Name):
+            for prefix, schema in (provider.StoreObjects or {}).items():
+                if prefix in KINDS or is_fixed_route(prefix) or not is_valid_name(prefix):
+                    # a record stored by an older drpd: never served
+                    log.error("provider %s: StoreObjects %r is not allowed; ignored",
+                              provider.Name, prefix)
+                    continue
+                if prefix in declared:
+                    log.error("provider %s: StoreObjects %s is already declared by %s",
+                              provider.Name, prefix, declared[prefix][0])
+                    continue
+                declared[prefix] = (provider.Name, schema)
+        for prefix, (owner, schema) in declared.items():
+            current = store.kinds.get(prefix)
+            if (isinstance(current, ExtendedKind) and current.writable
+                    and current.provider == owner and current.schema == schema):
+                continue
+            try:
+                store.add_kind(extended_kind(prefix, schema, provider=owner))
+            except Exception as exc:  # a schema stored by an older drpd
+                log.error("provider %s: StoreObjects %s has a bad schema; ignored: %s",
+                          owner, prefix, exc)
+        for prefix, kind in list(store.kinds.items()):
+            if isinstance(kind, ExtendedKind) and prefix not in declared and kind.writable:
+                store.add_kind(extended_kind(prefix, kind.schema, provider=kind.provider,
+                                             writable=False))
+        for prefix in store.stored_prefixes():
+            if prefix not in store.kinds:
+                store.add_kind(extended_kind(prefix, {}, provider="", writable=False))
 
 def _tree_size(root: Path) -> int:
     """Bytes of the regular files under ``root`` (symlinks not followed)."""

@@ -1,9 +1,14 @@
-"""One supervisor per plugin instance: the provider process and its sockets.
+"""One supervisor per plugin instance: one provider process and its sockets.
+
+A supervisor is told what to run (a frozen :class:`~.spec.RunSpec`) or to
+stay down (:class:`~.spec.Hold`) through :meth:`Supervisor.want`, and
+reports lifecycle events through a :class:`~.spec.Reporter`. It knows
+nothing of its owner, the store or the API, so a test can drive one alone.
 
 States (``Runtime.State``)::
 
-    waiting   the instance cannot start: unknown provider, missing or bad
-              params (``Errors`` says which); it starts by itself once fixed
+    waiting   told to stay down: unknown provider, missing or bad params
+              (``Errors`` says which); it starts once told to run
     starting  process spawned, waiting for READY! and then config
     running   configured: ``Available: true``
     backoff   it crashed or failed to start; the next start is scheduled
@@ -12,44 +17,51 @@ States (``Runtime.State``)::
               or restarted through the API
     stopped   not started yet, or gone
 
+Back-off: the first failure restarts at once, then after
+``backoff_initial * 2**(n-2)`` seconds, at most ``backoff_max``; a run that
+lasted ``healthy_after`` seconds starts the count again.
+
 Resource handling: each start runs in a nursery of its own, which owns the
-process, its output pumps and the server-socket listener; leaving that
-nursery (any way, cancellation included) stops the process as docs/protocol.md
-§5 says (``/stop``, grace, SIGTERM, SIGKILL of the whole group, then any
-escaped child), shielded and bounded, before it returns.
+process, its output pumps and the server-socket listener. The process is
+owned (``self._run``) the moment it is spawned, before anything that can
+fail is awaited; leaving that nursery (any way, cancellation included)
+stops it as docs/protocol.md §5 says (``/stop``, grace, SIGTERM, SIGKILL of the
+whole group, then any escaped child), shielded and bounded, and logs each
+escalation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import signal
-import subprocess
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import trio
 
 from .. import wire
+from ..bus import EventBus
 from ..http11 import HTTPError, UnixHTTPClient, serve_unix
-from ..models import Error, Plugin, PluginProvider, PluginRuntime, Unavailable
+from ..models import Error, PluginRuntime, Unavailable
+from .host import Host, OsHost, ProviderProcess
 from .loglimit import THROTTLE, LineSplitter, LogLimiter
-from .processes import INSTANCE_VAR, kill_marked, signal_group
+from .processes import INSTANCE_VAR
 from .publisher import Publisher
-
-if TYPE_CHECKING:
-    from .manager import PluginManager
+from .spec import Desired, Hold, Reporter, RunSpec, ServerHandler
 
 log = logging.getLogger("drpd.plugins")
-_encode = msgspec.json.Encoder().encode
 MAX_LINE = 16 * 1024
 LOG_LINES = 500
 PLUGIN_ERRORS = 50
+#: what a provider that does not know a verb says (Go's cobra, argparse, usage texts)
+_UNKNOWN_WORDS = re.compile(r"unknown|unrecognized|invalid|no such|not found|usage", re.I)
 
 
 def now_rfc3339() -> str:
@@ -73,6 +85,19 @@ async def wait_any(*waiters: Callable[[], Awaitable[Any]]) -> int:
     return winner
 
 
+def verb_looks_unknown(verb: str, output: list[str]) -> bool:
+    """Did the provider's output say it does not know ``verb``?
+
+    DRP's Go providers (cobra) print ``Error: unknown command "serve" for
+    ...``; others print a usage text. A provider that knows the verb and
+    fails for another reason says something else, and is not run again
+    with the next verb (its failure would be doubled in ``Errors``).
+    """
+    word = re.compile(rf"\b{re.escape(verb)}\b", re.I)
+    return any(word.search(line) and _UNKNOWN_WORDS.search(line) for line in output) or any(
+        "unknown command" in line.lower() for line in output)
+
+
 class StartFailed(Exception):
     pass
 
@@ -81,19 +106,26 @@ class StartFailed(Exception):
 class _Run:
     """One start of the provider: what the stop sequence needs."""
 
-    process: trio.Process
+    process: ProviderProcess
     client: UnixHTTPClient
     marker: str
     exited: trio.Event = field(default_factory=trio.Event)
     ready: trio.Event = field(default_factory=trio.Event)
     ready_seen: bool = False
+    #: both output pipes reached end of file
+    pumps_done: int = 0
+    eof: trio.Event = field(default_factory=trio.Event)
+    #: the last lines of output before READY! (stderr and stdout)
+    early: deque[str] = field(default_factory=lambda: deque(maxlen=20))
 
 
 class Supervisor:
-    def __init__(self, manager: PluginManager, plugin: Plugin) -> None:
-        self.manager = manager
-        self.plugin = plugin
-        self.name = plugin.Name
+    def __init__(self, name: str, reporter: Reporter, server: ServerHandler, *,
+                 bus: EventBus | None = None, host: Host | None = None) -> None:
+        self.name = name
+        self.reporter = reporter
+        self.server = server
+        self.host: Host = host or OsHost()
         self.state = "stopped"
         self.available = False
         self.errors: list[str] = []
@@ -103,40 +135,57 @@ class Supervisor:
         self.started_at = ""
         self.restarts = 0
         self.crashes = 0  # metrics (issue 7): exits unasked after a configured start
-        self.left = manager.is_left(self.name)
         self.client: UnixHTTPClient | None = None
         self.inflight = 0
+        #: sweep /proc for escaped children on each stop (the owner sweeps
+        #: once for everyone when drpd stops)
+        self.sweep = True
+        self._desired: Desired = Hold("stopped")
+        #: the verb the provider last answered READY! to: tried first next time
+        self._verb: str | None = None
         self._idle = trio.Event()
         self._run: _Run | None = None
+        self._serial = 0
         self._generation = 0
         self._changed = trio.Event()
         self._settled = trio.Event()
         self._stderr_tail: deque[str] = deque(maxlen=20)
-        self.log_limit = LogLimiter(manager.settings.provider_log_rate,
-                                    manager.settings.provider_log_burst)
+        #: provider output into drpd's log, bounded (rate and burst: the spec's)
+        self.log_limit = LogLimiter(RunSpec.log_rate, RunSpec.log_burst)
         self.scope = trio.CancelScope()
         self.done = trio.Event()
-        self.publisher = Publisher(self)
+        self.publisher = Publisher(bus, name, self._wants_events,
+                                   available=lambda: self.available,
+                                   note_error=self.note_error, log_line=self.log_line)
 
-    # -- what the manager and the API use -------------------------------------
+    # -- what the owner and the API use -----------------------------------------
     @property
     def runtime(self) -> PluginRuntime:
         return PluginRuntime(State=self.state, Pid=self.pid, StartedAt=self.started_at,
                              Restarts=self.restarts, InFlight=self.inflight)
 
-    def update(self, plugin: Plugin, *, restart: bool) -> None:
-        self.plugin = plugin
+    @property
+    def desired(self) -> Desired:
+        return self._desired
+
+    def want(self, desired: Desired, *, restart: bool = False) -> None:
+        """Be told what to run now (or to stay down).
+
+        A running process is stopped and started again only on ``restart``
+        or when told to stay down; a new spec without ``restart`` applies at
+        the next start. A supervisor that is not running tries again now.
+        """
+        changed = desired != self._desired
+        self._desired = desired
         if restart:
-            self.restart()
+            self._generation += 1
+        if restart or (changed and (isinstance(desired, Hold) or not self.available)):
+            self._unsettle()
+            self._changed.set()
 
     def restart(self) -> None:
-        """Stop and start again (clears ``leaving``); settles anew."""
-        if self.left:
-            self.left = False
-            self.manager.set_left(self.name, False)
-        self._generation += 1
-        self._unsettle()
-        self._changed.set()
+        """Stop and start again with the current spec; settles anew."""
+        self.want(self._desired, restart=True)
 
     @contextmanager
     def action_slot(self) -> Iterator[UnixHTTPClient]:
@@ -159,19 +208,13 @@ class Supervisor:
             self._idle = trio.Event()
             await self._idle.wait()
 
-    def leave(self) -> None:
-        """The provider said ``leaving``: stop, and stay stopped until updated."""
-        self.left = True
-        self._changed.set()
-
-    def poke(self) -> None:
-        """Something it depends on changed (provider installed, param added)."""
-        self._unsettle()
-        self._changed.set()
-
     async def wait_settled(self) -> None:
         """Until the current start has succeeded or failed (callers bound it)."""
         await self._settled.wait()
+
+    @property
+    def settled(self) -> bool:
+        return self._settled.is_set()
 
     def _unsettle(self) -> None:
         if self._settled.is_set():
@@ -180,10 +223,20 @@ class Supervisor:
     def _settle(self) -> None:
         self._settled.set()
 
+    def _wants_events(self) -> bool:
+        desired = self._desired
+        return isinstance(desired, RunSpec) and desired.has_publish
+
+    async def _report(self, action: str, obj: dict[str, Any]) -> None:
+        """A lifecycle event; one that cannot be emitted is logged, not fatal."""
+        try:
+            await self.reporter.lifecycle(action, obj)
+        except Exception as exc:
+            log.warning("plugin %s: cannot emit the %s event: %s", self.name, action, exc)
+
     # -- the loop ------------------------------------------------------------
     async def run(self) -> None:
-        """Until cancelled: keep the provider running as the instance asks."""
-        settings = self.manager.settings
+        """Until cancelled: keep the provider running as the owner wants."""
         quick_failures = 0
         self.publisher.open()
         try:
@@ -192,19 +245,18 @@ class Supervisor:
                     if self._changed.is_set():
                         self._changed = trio.Event()
                     generation = self._generation
-                    problem = None if self.left else self.manager.problem(self.plugin)
-                    if self.left or problem:
-                        self._set_down("left" if self.left else "waiting",
-                                       ["the provider left; update or restart the instance"]
-                                       if self.left else [problem or ""])
+                    desired = self._desired
+                    if isinstance(desired, Hold):
+                        self._set_down(desired.state, list(desired.errors))
                         self._settle()
                         await self._changed.wait()
+                        quick_failures = 0
                         continue
                     started = trio.current_time()
                     try:
-                        outcome = await self._run_once(generation)
+                        outcome = await self._run_once(desired, generation)
                     except Exception as exc:
-                        # one instance's bug must not take down the manager
+                        # one instance's bug must not take down the owner's
                         # nursery and every other instance with it
                         log.exception("plugin %s: supervisor error", self.name)
                         self.errors = [f"internal error: {exc!r}"]
@@ -213,16 +265,18 @@ class Supervisor:
                     if outcome == "restart":
                         self.restarts += 1
                         quick_failures = 0
-                        await self.manager.lifecycle(self.name, "restarted", {"Reason": "requested"})
+                        await self._report("restarted", {"Reason": "requested"})
                         continue
-                    if outcome in ("left", "idle"):
+                    if outcome == "idle":
                         continue
                     # crashed or failed to start
-                    if trio.current_time() - started >= settings.healthy_after:
+                    deadlines = desired.deadlines
+                    if trio.current_time() - started >= deadlines.healthy_after:
                         quick_failures = 0
                     quick_failures += 1
                     delay = 0.0 if quick_failures == 1 else min(
-                        settings.backoff_initial * 2 ** (quick_failures - 2), settings.backoff_max)
+                        deadlines.backoff_initial * 2 ** (quick_failures - 2),
+                        deadlines.backoff_max)
                     self.state = "backoff"
                     self._settle()
                     with trio.move_on_after(delay):
@@ -233,7 +287,6 @@ class Supervisor:
         finally:
             self.publisher.close()
             self._set_down("stopped", [])
-            self.state = "stopped"
             self._settle()
             self.done.set()
 
@@ -268,76 +321,99 @@ class Supervisor:
         self.plugin_errors.append(entry)
         log.warning("plugin %s: %s", self.name, message)
 
-    async def _run_once(self, generation: int) -> str:
+    def log_line(self, source: str, line: str, level: int = logging.INFO) -> None:
+        """One line the provider wrote (stdout, stderr, ``/log``), kept and logged,
+        unless the instance is over its rate (``log_allowed``)."""
+        if not self.log_allowed():
+            return
+        self.log_lines.append(f"{now_rfc3339()} {source}: {line}")
+        logging.getLogger(f"drpd.plugin.{self.name}").log(level, "%s", line)
+
+    def log_allowed(self) -> bool:
+        """Whether one more line of this instance's output may be logged
+        (plugins/loglimit.py); says how many were dropped, periodically."""
+        limiter, desired = self.log_limit, self._desired
+        if isinstance(desired, RunSpec):
+            limiter.bucket.rate = desired.log_rate
+            limiter.bucket.burst = desired.log_burst
+        dropped = limiter.report()
+        if dropped:
+            message = (f"{dropped} output line(s) of this instance dropped: over "
+                       f"provider_log_rate ({limiter.bucket.rate:g} lines/s)")
+            self.log_lines.append(f"{now_rfc3339()} drpd: {message}")
+            logging.getLogger(f"drpd.plugin.{self.name}").warning("%s", message)
+        return limiter.allow()
+
+    async def _run_once(self, spec: RunSpec, generation: int) -> str:
         """Start, run until something happens, stop. Returns what happened:
-        ``restart``, ``crashed``, ``failed`` (did not start), ``left`` or
-        ``idle`` (stopped because it cannot run now; the loop says why)."""
-        manager = self.manager
-        serial = manager.next_serial()
-        sockdir = manager.runtime_dir / str(serial)
+        ``restart``, ``crashed``, ``failed`` (did not start) or ``idle``
+        (stopped because it was told to stay down)."""
         self._stderr_tail.clear()
         self.state = "starting"
         # Errors keeps the last failure until this start succeeds
         self._run = None
+        sockdir: Path | None = None
         try:
-            await trio.to_thread.run_sync(sockdir.mkdir, 0o700)
+            try:
+                sockdir = await self.host.workspace(spec.runtime_dir, spec.cwd)
+            except OSError as exc:
+                return self._failed(f"cannot prepare the directories of a start in "
+                                    f"{spec.runtime_dir}: {exc.strerror or exc}")
             async with trio.open_nursery() as nursery:
-                server_sock = str(sockdir / "s.sock")
-                await nursery.start(serve_unix, server_sock, self._server_handler)
+                await nursery.start(serve_unix, str(sockdir / "s.sock"), self.server)
                 try:
-                    outcome = await self._attempt(nursery, generation, sockdir, serial)
+                    outcome = await self._attempt(nursery, spec, generation, sockdir)
                 except StartFailed as exc:
-                    self.errors = [str(exc)]
-                    self._record(str(exc))
-                    outcome = "failed"
+                    # caught inside the nursery: outside it would arrive in a group
+                    outcome = self._failed(str(exc))
                 nursery.cancel_scope.cancel()
             return outcome
         finally:
             self.available = False
             if self._run is not None:
                 with trio.CancelScope(shield=True):
-                    await self._stop(self._run)
+                    await self._stop(self._run, spec)
                 self._run = None
             self.client = None
             self.pid = 0
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_remove_tree, sockdir)
+            if sockdir is not None:
+                with trio.CancelScope(shield=True):
+                    await self.host.remove(sockdir)
 
-    async def _attempt(self, nursery: trio.Nursery, generation: int, sockdir: Path,
-                       serial: int) -> str:
-        manager = self.manager
-        provider = manager.providers.get(self.plugin.Provider)
-        if provider is None:
-            return "idle"
+    async def _attempt(self, nursery: trio.Nursery, spec: RunSpec, generation: int,
+                       sockdir: Path) -> str:
         plugin_sock, server_sock = str(sockdir / "p.sock"), str(sockdir / "s.sock")
-        scratch = await trio.to_thread.run_sync(manager.scratch_dir, self.name)
-        marker = f"{manager.run_id}/{serial}"
-        verbs = [manager.verb_for(provider.Name)]
-        if verbs[0] == "serve":
-            verbs.append("listen")
-        for verb in verbs:
-            run = await self._spawn(nursery, provider, verb, plugin_sock, server_sock,
-                                    scratch, marker)
-            self._run = run
+        marker = f"{spec.run_id}/{sockdir.name}"
+        verbs = list(spec.verbs)
+        if self._verb in verbs:
+            verbs.remove(self._verb)
+            verbs.insert(0, self._verb)
+        run: _Run | None = None
+        for index, verb in enumerate(verbs):
+            run = await self._spawn(nursery, spec, verb, plugin_sock, server_sock, marker)
             try:
-                await self._wait_ready(run)
+                await self._wait_ready(run, spec)
                 break
             except StartFailed as exc:
-                fall_back = (verb == "serve" and run.process.returncode not in (None, 0)
-                             and provider.PluginVersion == 4 and not run.ready_seen)
-                await self._stop(run)
+                fall_back = (index + 1 < len(verbs) and not run.ready_seen
+                             and run.process.returncode not in (None, 0)
+                             and verb_looks_unknown(verb, list(run.early)))
+                await self._stop(run, spec)
                 self._run = None
                 if not fall_back:
                     raise
-                log.info("plugin %s: %s; trying `listen`", self.name, exc)
-        manager.remember_verb(provider.Name, verb)
-        await self._configure(run)
+                log.info("plugin %s: %s; trying `%s`", self.name, exc, verbs[index + 1])
+        assert run is not None
+        if verb != self._verb:
+            self._verb = verb
+            self.reporter.verb_worked(verb)
+        await self._configure(run, spec)
         self.available = True
         self.state = "running"
         self.errors = []
-        nursery.start_soon(self.publisher.forward, run.client)
+        nursery.start_soon(self.publisher.forward, run.client, spec.deadlines.publish)
         self._settle()
-        await manager.lifecycle(self.name, "available", {"Pid": self.pid})
+        await self._report("available", {"Pid": self.pid})
         while True:
             if await wait_any(run.exited.wait, self._changed.wait) == 0:
                 status = describe_exit(run.process.returncode)
@@ -346,57 +422,62 @@ class Supervisor:
                 self.available = False
                 self.errors = [message]
                 self._record(message)
-                await manager.lifecycle(self.name, "crashed", {"ExitStatus": status})
+                await self._report("crashed", {"ExitStatus": status})
                 return "crashed"
             self._changed = trio.Event()
-            if self._generation != generation or self.left or manager.problem(self.plugin):
+            if self._generation != generation or isinstance(self._desired, Hold):
                 break
         self.state = "stopping"
         self.available = False
-        await self._stop(run)
+        await self._stop(run, spec)
         self._run = None
-        if self.left:
-            await manager.lifecycle(self.name, "stopped", {"Reason": "left"})
-            return "left"
-        return "restart" if self._generation != generation else "idle"
+        desired = self._desired
+        if isinstance(desired, Hold) and self._generation == generation:
+            if desired.reason:
+                await self._report("stopped", {"Reason": desired.reason})
+            return "idle"
+        return "restart"
+
+    def _failed(self, message: str) -> str:
+        self.errors = [message]
+        self._record(message)
+        return "failed"
 
     def _stderr_suffix(self) -> str:
         lines = list(self._stderr_tail)[-5:]
         return ("; stderr: " + " | ".join(lines)) if lines else ""
 
-    async def _spawn(self, nursery: trio.Nursery, provider: PluginProvider, verb: str,
-                     plugin_sock: str, server_sock: str, scratch: Path, marker: str) -> _Run:
-        manager = self.manager
-        env = manager.provider_env(self.name)
+    async def _spawn(self, nursery: trio.Nursery, spec: RunSpec, verb: str,
+                     plugin_sock: str, server_sock: str, marker: str) -> _Run:
+        env = dict(spec.env)
         env[INSTANCE_VAR] = marker
-        binary = manager.binary_path(provider.Name)
         try:
-            process = await trio.lowlevel.open_process(
-                [str(binary), verb, plugin_sock, server_sock],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=str(scratch), env=env, start_new_session=True,
-            )
+            process = await self.host.spawn(spec.argv(verb, plugin_sock, server_sock), env=env,
+                                            cwd=spec.cwd)
         except OSError as exc:
-            raise StartFailed(f"cannot run {binary}: {exc.strerror or exc}") from None
-        limit = manager.settings.action_concurrency
+            raise StartFailed(f"cannot run {spec.binary}: {exc.strerror or exc}") from None
         # keep enough connections alive for the usual concurrency: a new
         # connection per action costs more than the action (bench/actions.py)
+        limit = spec.max_connections
         client = UnixHTTPClient(plugin_sock, max_connections=limit, max_idle=min(limit, 32))
         run = _Run(process, client, marker)
+        # owned before anything that can fail is awaited: whatever happens
+        # next, _run_once's stop sequence ends this process (issue 11.21)
+        self._run = run
         self.client = client
         self.pid = process.pid
         self.started_at = now_rfc3339()
         nursery.start_soon(self._pump_stdout, run)
         nursery.start_soon(self._pump_stderr, run)
         nursery.start_soon(self._watch_exit, run)
-        await manager.lifecycle(self.name, "started", {"Pid": process.pid, "Verb": verb})
+        await self._report("started", {"Pid": process.pid, "Verb": verb})
         return run
 
     async def _watch_exit(self, run: _Run) -> None:
         await run.process.wait()
         run.exited.set()
 
-    async def _lines(self, stream: Any) -> Any:
+    async def _lines(self, stream: Any) -> AsyncIterator[str]:
         splitter = LineSplitter(MAX_LINE)
         while chunk := await stream.receive_some(65536):
             for line in splitter.feed(chunk):
@@ -406,65 +487,59 @@ class Supervisor:
         for line in splitter.close():
             yield line
 
+    def _pump_done(self, run: _Run) -> None:
+        run.pumps_done += 1
+        if run.pumps_done == 2:
+            run.eof.set()
+
     async def _pump_stdout(self, run: _Run) -> None:
-        async for line in self._lines(run.process.stdout):
-            if line.strip() == wire.READY and not run.ready_seen:
-                run.ready_seen = True
-                run.ready.set()
-                continue
-            self._log_line("stdout", line)
+        try:
+            async for line in self._lines(run.process.stdout):
+                if line.strip() == wire.READY and not run.ready_seen:
+                    run.ready_seen = True
+                    run.ready.set()
+                    continue
+                if not run.ready_seen:
+                    run.early.append(line)
+                self.log_line("stdout", line)
+        finally:
+            self._pump_done(run)
 
     async def _pump_stderr(self, run: _Run) -> None:
-        async for line in self._lines(run.process.stderr):
-            self._stderr_tail.append(line)
-            self._log_line("stderr", line)
+        try:
+            async for line in self._lines(run.process.stderr):
+                self._stderr_tail.append(line)
+                if not run.ready_seen:
+                    run.early.append(line)
+                self.log_line("stderr", line)
+        finally:
+            self._pump_done(run)
 
-    def _log_line(self, source: str, line: str) -> None:
-        if not self.log_allowed():
-            return
-        self.log_lines.append(f"{now_rfc3339()} {source}: {line}")
-        logging.getLogger(f"drpd.plugin.{self.name}").info("%s", line)
-
-    def log_allowed(self) -> bool:
-        """Whether one more line of this instance's output may be logged
-        (plugins/loglimit.py); says how many were dropped, periodically."""
-        limiter, settings = self.log_limit, self.manager.settings
-        limiter.bucket.rate = settings.provider_log_rate
-        limiter.bucket.burst = settings.provider_log_burst
-        dropped = limiter.report()
-        if dropped:
-            message = (f"{dropped} output line(s) of this instance dropped: over "
-                       f"provider_log_rate ({settings.provider_log_rate:g} lines/s)")
-            self.log_lines.append(f"{now_rfc3339()} drpd: {message}")
-            logging.getLogger(f"drpd.plugin.{self.name}").warning("%s", message)
-        return limiter.allow()
-
-    async def _wait_ready(self, run: _Run) -> None:
-        timeout = self.manager.settings.ready_timeout
+    async def _wait_ready(self, run: _Run, spec: RunSpec) -> None:
+        timeout = spec.deadlines.ready
         with trio.move_on_after(timeout) as scope:
             which = await wait_any(run.ready.wait, run.exited.wait)
         if scope.cancelled_caught:
-            raise StartFailed(f"no READY! within {timeout:g} s")
+            raise StartFailed(f"no {wire.READY} within {timeout:g} s")
         if which == 1 and not run.ready_seen:
+            # what it wrote before exiting tells why (and whether it knew the verb)
+            with trio.move_on_after(1.0):
+                await run.eof.wait()
             raise StartFailed(
-                f"exited ({describe_exit(run.process.returncode)}) before READY!"
+                f"exited ({describe_exit(run.process.returncode)}) before {wire.READY}"
                 + self._stderr_suffix()
             )
 
-    async def _configure(self, run: _Run) -> None:
-        timeout = self.manager.settings.config_timeout
-        body = dict(self.manager.expanded_params(self.plugin))
-        body["Name"] = self.name
+    async def _configure(self, run: _Run, spec: RunSpec) -> None:
+        timeout = spec.deadlines.config
         result: list[tuple[int, bytes]] = []
-
         failure: list[str] = []
 
         async def call() -> None:
             # caught here: raised inside wait_any's nursery it would arrive
-            # wrapped in an ExceptionGroup and take the whole manager down
+            # wrapped in an ExceptionGroup and take the whole owner down
             try:
-                result.append(
-                    await run.client.request("POST", wire.CONFIG_PATH, _encode(body)))
+                result.append(await run.client.request("POST", wire.CONFIG_PATH, spec.config))
             except HTTPError as exc:
                 failure.append(f"config failed: {exc}")
 
@@ -483,9 +558,9 @@ class Supervisor:
         if not 200 <= status < 300:
             raise StartFailed(f"config refused ({status}): {_messages(answer)}")
 
-    async def _stop(self, run: _Run) -> None:
+    async def _stop(self, run: _Run, spec: RunSpec) -> None:
         """docs/protocol.md §5 stop, shielded and bounded: /stop, grace, TERM, KILL."""
-        grace = self.manager.settings.stop_grace
+        grace = spec.deadlines.stop_grace
         process = run.process
         with trio.CancelScope(shield=True):
             if process.returncode is None:
@@ -499,22 +574,21 @@ class Supervisor:
                         pass
                     await process.wait()
             if process.returncode is None:
-                signal_group(process.pid, signal.SIGTERM)
+                log.warning("plugin %s: pid %d did not stop within %g s of /stop: SIGTERM",
+                            self.name, process.pid, grace)
+                self.host.signal(process, signal.SIGTERM)
                 with trio.move_on_after(grace):
                     await process.wait()
-            signal_group(process.pid, signal.SIGKILL)
+                if process.returncode is None:
+                    log.warning("plugin %s: pid %d did not stop within %g s of SIGTERM: "
+                                "SIGKILL", self.name, process.pid, grace)
+            self.host.signal(process, signal.SIGKILL)
             with trio.move_on_after(5):
                 await process.wait()
             await run.client.aclose()
-            # at shutdown the manager sweeps once for every instance instead
-            escaped = 0 if self.manager.shutting_down else await trio.to_thread.run_sync(
-                kill_marked, INSTANCE_VAR, run.marker)
+            escaped = await self.host.sweep(run.marker) if self.sweep else 0
             if escaped:
                 log.info("plugin %s: ended %d escaped child process(es)", self.name, escaped)
-
-    # -- the server socket: what the provider calls ------------------------------
-    async def _server_handler(self, method: str, target: str, body: bytes) -> tuple[int, bytes]:
-        return await self.manager.server_api.handle(self, method, target, body)
 
 
 def describe_exit(code: int | None) -> str:
@@ -536,7 +610,4 @@ def _messages(body: bytes) -> str:
         return body.decode(errors="replace")[:300]
 
 
-def _remove_tree(path: Path) -> None:
-    import shutil
 
-    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,85 @@
+"""What one start of a provider needs of the operating system (``Host``).
+
+A supervisor asks its host for a fresh socket directory, to spawn the
+process, to signal its process group, to sweep escaped children and to
+remove the directory. :class:`OsHost` does it for real (blocking work in
+worker threads); a test gives a supervisor a host of its own and drives it
+under trio's ``MockClock`` without real processes or threads.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from .processes import INSTANCE_VAR, kill_marked, signal_group
+
+
+class ProviderProcess(Protocol):
+    """The parts of ``trio.Process`` a supervisor uses."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdout(self) -> trio.abc.ReceiveStream | None: ...
+    @property
+    def stderr(self) -> trio.abc.ReceiveStream | None: ...
+    async def wait(self) -> int: ...
+
+
+class Host(Protocol):
+    async def workspace(self, runtime_dir: Path, cwd: Path) -> Path:
+        """A new private directory for one start's sockets; makes ``cwd`` too. OSError."""
+        ...
+
+    async def spawn(self, argv: list[str], *, env: Mapping[str, str],
+                    cwd: Path) -> ProviderProcess:
+        """Start the process in a session of its own, output piped. OSError."""
+        ...
+
+    def signal(self, process: ProviderProcess, signum: int) -> None:
+        """Signal the process's whole group (gone already: nothing)."""
+        ...
+
+    async def sweep(self, marker: str) -> int:
+        """End every process carrying the start's marker; how many there were."""
+        ...
+
+    async def remove(self, path: Path) -> None:
+        """Remove a directory tree (the start's sockets)."""
+        ...
+
+
+class OsHost:
+    """The real thing: processes, /proc sweeps and the file system."""
+
+    async def workspace(self, runtime_dir: Path, cwd: Path) -> Path:
+        def make() -> Path:
+            cwd.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix="", dir=runtime_dir))
+
+        return await trio.to_thread.run_sync(make)
+
+    async def spawn(self, argv: list[str], *, env: Mapping[str, str],
+                    cwd: Path) -> ProviderProcess:
+        return await trio.lowlevel.open_process(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=str(cwd), env=dict(env), start_new_session=True,
+        )
+
+    def signal(self, process: ProviderProcess, signum: int) -> None:
+        signal_group(process.pid, signum)
+
+    async def sweep(self, marker: str) -> int:
+        return await trio.to_thread.run_sync(kill_marked, INSTANCE_VAR, marker)
+
+    async def remove(self, path: Path) -> None:
+        await trio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
