@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from .. import wire
 
+#: default bounds of provider output into drpd's log (``provider_log_rate`` / ``_burst``)
+LOG_RATE, LOG_BURST = 100.0, 1_000
 #: what a provider asks on its server socket: (method, target, body) -> (status, body)
 ServerHandler = Callable[[str, str, bytes], Awaitable[tuple[int, bytes]]]
 
@@ -64,8 +66,8 @@ class RunSpec:
     #: the provider's PluginVersion (a v4 provider may know ``listen`` only)
     plugin_version: int = 4
     #: output lines into drpd's log: a second, and in a burst (``provider_log_*``)
-    log_rate: float = 100.0
-    log_burst: int = 1_000
+    log_rate: float = LOG_RATE
+    log_burst: int = LOG_BURST
 
     def argv(self, verb: str, plugin_sock: str, server_sock: str) -> list[str]:
         return [str(self.binary), verb, plugin_sock, server_sock]

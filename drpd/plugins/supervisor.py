@@ -54,7 +54,7 @@ from .host import Host, OsHost, ProviderProcess
 from .loglimit import THROTTLE, LineSplitter, LogLimiter
 from .processes import INSTANCE_VAR
 from .publisher import Publisher
-from .spec import Desired, Hold, Reporter, RunSpec, ServerHandler
+from .spec import LOG_BURST, LOG_RATE, Desired, Hold, Reporter, RunSpec, ServerHandler
 
 log = logging.getLogger("drpd.plugins")
 MAX_LINE = 16 * 1024
@@ -151,7 +151,7 @@ class Supervisor:
         self._settled = trio.Event()
         self._stderr_tail: deque[str] = deque(maxlen=20)
         #: provider output into drpd's log, bounded (rate and burst: the spec's)
-        self.log_limit = LogLimiter(RunSpec.log_rate, RunSpec.log_burst)
+        self.log_limit = LogLimiter(LOG_RATE, LOG_BURST)
         self.scope = trio.CancelScope()
         self.done = trio.Event()
         self.publisher = Publisher(bus, name, self._wants_events,
