@@ -1,4 +1,4 @@
-"""Where instances' sockets and scratch directories live (PROTOCOL.md §5).
+"""Where instances' sockets and scratch directories live (docs/protocol.md §5).
 
 UNIX socket paths are limited to 107 bytes, and state directories are often
 deep, so sockets live in a short directory only drpd's user can create:
