@@ -116,15 +116,13 @@ async def test_a_provider_publish_over_max_event_size_is_413() -> None:
         published.append(event)
         return event
 
-    manager = SimpleNamespace(settings=SimpleNamespace(max_event_size=1000, max_json_depth=64),
-                              store=SimpleNamespace(emit=emit))
-    api = ServerApi(manager)  # type: ignore[arg-type]
-    sup = SimpleNamespace(name="p1")
+    settings = SimpleNamespace(max_event_size=1000, max_json_depth=64)
+    api = ServerApi(settings, SimpleNamespace(emit=emit), SimpleNamespace())  # type: ignore[arg-type]
     body = b'{"Type":"x","Action":"y","Key":"k","Object":"' + b"z" * 2000 + b'"}'
-    status, answer = await api.handle(sup, "POST", "/api-server-plugin/v4/publish", body)  # type: ignore[arg-type]
+    status, answer = await api.handle("p1", "POST", "/api-server-plugin/v4/publish", body)
     assert status == 413 and b"max_event_size" in answer
     assert not published
-    status, _ = await api.handle(sup, "POST", "/api-server-plugin/v4/publish",  # type: ignore[arg-type]
+    status, _ = await api.handle("p1", "POST", "/api-server-plugin/v4/publish",
                                  b'{"Type":"x","Action":"y","Key":"k"}')
     assert status == 200 and len(published) == 1
 
