@@ -441,8 +441,10 @@ class ProviderRegistry:
             try:
                 store.add_kind(extended_kind(prefix, schema, provider=owner))
             except Exception as exc:  # a schema stored by an older drpd
-                log.error("provider %s: StoreObjects %s has a bad schema; ignored: %s",
-                          owner, prefix, exc)
+                # readable, not writable (drpd.models.schemas refuses it now)
+                log.error("provider %s: StoreObjects %s has a schema drpd cannot use (%s): "
+                          "its objects are read-only", owner, prefix, exc)
+                store.add_kind(extended_kind(prefix, {}, provider=owner, writable=False))
         for prefix, kind in list(store.kinds.items()):
             if isinstance(kind, ExtendedKind) and prefix not in declared and kind.writable:
                 store.add_kind(extended_kind(prefix, kind.schema, provider=kind.provider,
