@@ -471,6 +471,8 @@ class Daemon:
         self.bus.max_patterns = current.max_ws_patterns
         if self.app is not None:
             self.app.config["BODY_TIMEOUT"] = current.body_timeout
+        if self.controller is not None:
+            self.controller.settings_changed()  # specs built again from the new settings
         log.info("configuration reloaded: %s", "; ".join(applied) or "nothing to change")
         log.debug("effective configuration: %s", msgspec.json.encode(current).decode())
 

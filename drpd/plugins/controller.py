@@ -201,7 +201,7 @@ class PluginController:
                 everything = False
                 while (item := sub.pop_nowait()) is not None:
                     if isinstance(item, Notice):
-                        everything = True  # overflow: events were lost, look at all
+                        everything = True  # overflow (events lost) or new settings
                     elif item.event.Type == "plugins":
                         names.add(item.event.Key)
                     else:
@@ -214,6 +214,15 @@ class PluginController:
                 self._advance(mark)
             finally:
                 self._busy = False
+
+    def settings_changed(self) -> None:
+        """The settings changed (SIGHUP): every spec is built again from them.
+
+        Nothing restarts: timeouts and limits apply from the next start (log
+        limits at once). Queued as a notice, so the follower does it in turn.
+        """
+        if self._sub is not None:
+            self._sub.push(Notice(Action="settings"))
 
     def _advance(self, seq: int) -> None:
         if seq > self._synced:
