@@ -55,15 +55,24 @@ def install_ipmi(state: Path) -> None:
 
 @pytest.fixture(scope="module")
 def drpd(tmp_path_factory: pytest.TempPathFactory, requirements: None) -> Iterator[DrpdProcess]:
-    """One drpd for the module with an ``ipmi`` instance that holds the BMC username."""
+    """One drpd for the module; its auto-created ``ipmi`` instance gets the BMC username."""
     state = tmp_path_factory.mktemp("ipmi") / "state"
     install_ipmi(state)
     with DrpdProcess(state, env={"DRPD_STOP_GRACE": "2"}) as proc:
         with httpx.Client(base_url=proc.endpoint + "/api/v3", auth=proc.auth,
                           verify=proc.verify, timeout=60) as client:
-            r = client.post("/plugins", json={"Name": "ipmi", "Provider": "ipmi",
-                                              "Params": {"ipmi/username": USER}})
-            assert r.status_code == 201 and r.json()["Available"], r.text
+            # AutoStart: installing the provider created the instance, with no params
+            deadline = time.monotonic() + 30
+            while True:
+                r = client.get("/plugins/ipmi")
+                if r.status_code == 200 and r.json().get("Available"):
+                    break
+                assert time.monotonic() < deadline, f"no available ipmi instance: {r.text}"
+                time.sleep(0.1)
+            assert r.json()["Provider"] == "ipmi" and not r.json().get("Params"), r.text
+            r = client.patch("/plugins/ipmi", json={"Params": {"ipmi/username": USER}},
+                             headers={"Content-Type": "application/merge-patch+json"})
+            assert r.status_code == 200, r.text
         yield proc
 
 
@@ -275,8 +284,61 @@ async def test_missing_ipmitool_leaves_the_instance_unavailable(tmp_path: Path) 
     install_ipmi(state)
     with DrpdProcess(state, env={"PATH": bindir, "DRPD_STOP_GRACE": "2"}) as proc:
         async with api_client(proc) as client:
-            r = await client.post("/plugins", json={"Name": "ipmi", "Provider": "ipmi"})
-            assert r.status_code == 201, r.text
+            # AutoStart created the instance; it cannot start without ipmitool
             p = await wait_plugin(client, "ipmi", lambda p: not p["Available"] and p["Errors"])
             text = " ".join(p["Errors"])
             assert "ipmitool is not installed" in text and "apt-get install ipmitool" in text
+
+
+async def test_upstream_power_names(api: httpx.AsyncClient, bmc: Bmc) -> None:
+    # upstream's params: ipmi/port-ipmitool instead of drpd's ipmi/port
+    m = await new_machine(api, bmc.port, **{"ipmi/port": None, "ipmi/port-ipmitool": bmc.port})
+    for name in ("powerstatus", "status"):
+        r = await act(api, m, name)
+        assert r.status_code == 200 and r.json() == {"Power": "off"}, r.text
+    assert (await act(api, m, "poweron")).json()["Power"] == "on"
+    r = await act(api, m, "powercycle")
+    assert r.status_code == 200 and r.json()["Power"] == "on", r.text
+    r = await act(api, m, "poweroff")
+    assert r.status_code == 200 and r.json()["Power"] == "off", r.text
+    assert bmc.state()["Events"] == ["power_on", "power_cycle", "power_off"]
+    # a BMC that refuses: a DRP Error naming the BMC and ipmitool's message
+    r = await act(api, m, "powercycle")
+    assert r.status_code == 409, r.text
+    assert r.json()["Model"] and f"BMC 127.0.0.1:{bmc.port}" in message(r)
+    assert "not supported in present state" in message(r)
+
+
+async def test_upstream_boot_names(api: httpx.AsyncClient, bmc: Bmc) -> None:
+    m = await new_machine(api, bmc.port)
+    r = await act(api, m, "nextbootdisk")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"BootDevice": "disk", "Uefi": False, "Result": "Set Boot Device to disk"}
+    assert bmc.state()["BootDevice"] == "hd"
+    assert (await act(api, m, "nextbootpxe")).status_code == 200
+    assert bmc.state()["BootDevice"] == "network"
+    # forceboot: next boot, then start the machine (it is off: power on)
+    r = await act(api, m, "forcebootdisk")
+    assert r.status_code == 200 and r.json()["Power"] == "on", r.text
+    assert bmc.state()["BootDevice"] == "hd" and bmc.state()["Power"] == "on"
+    # it is on now: cycle
+    r = await act(api, m, "forcebootpxe")
+    assert r.status_code == 200, r.text
+    assert bmc.state()["Events"][-2:] == ["set_boot_device network", "power_cycle"]
+    # UEFI machines (detected-bios-mode) boot with options=efiboot
+    r = await act(api, m, "nextbootpxe", **{"detected-bios-mode": "uefi"})
+    assert r.status_code == 200 and r.json()["Uefi"] is True, r.text
+
+
+async def test_upstream_get_info_and_mode(api: httpx.AsyncClient, bmc: Bmc) -> None:
+    m = await new_machine(api, bmc.port)
+    r = await act(api, m, "getInfo")
+    assert r.status_code == 200, r.text
+    assert "Device ID" in r.json() and "IPMI Version" in r.json(), r.text
+    r = await act(api, m, "poweron", **{"ipmi/mode": "carrier-pigeon"})
+    assert r.status_code == 422 and "ipmi/mode" in message(r), r.text
+    r = await act(api, m, "identify", **{"ipmi/identify-duration": 5})
+    # the simulated BMC may not implement chassis identify: either it lights, or it refuses by name
+    assert r.status_code in (200, 409), r.text
+    if r.status_code == 409:
+        assert f"BMC 127.0.0.1:{bmc.port} refused chassis identify 5" in message(r)

@@ -37,9 +37,17 @@ BMC, the command, ipmitool's exit status and the tail of its stderr.
 
 Config refuses to start the instance when ``ipmitool`` is not on PATH, so
 drpd shows it ``Available: false`` with "install ipmitool" in ``Errors``.
-Not AutoStart: create an instance (``drpcli plugins create '{"Name":
-"ipmi", "Provider": "ipmi"}'``), with shared credentials in its Params if
-the BMCs have them.
+AutoStart: installing the provider creates the ``ipmi`` instance (no
+params needed; put shared credentials in its Params if the BMCs have them).
+
+Upstream's names work too: actions ``poweron``, ``poweroff``,
+``powercycle``, ``powerstatus``, ``status``, ``nextbootpxe``,
+``nextbootdisk``, ``nextbootcd`` (``options=efiboot`` when
+``detected-bios-mode`` is ``uefi``), ``forcebootpxe``, ``forcebootdisk``
+(next boot, then power on or cycle), ``identify``
+(``ipmi/identify-duration`` seconds, default 15) and ``getInfo`` (``mc
+info`` as a map); params ``ipmi/port-ipmitool`` (wins over ``ipmi/port``
+when set) and ``ipmi/mode`` (only ``ipmitool`` here).
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from drpd.sdk import Action, ActionError, Context, Provider
 BOOT_DEVICES = ("none", "pxe", "disk", "safe", "diag", "cdrom", "bios", "floppy")
 DEFAULT_PORT = 623
 DEFAULT_TIMEOUT = 20
+DEFAULT_IDENTIFY = 15
 #: IPMI v2.0 limits (ipmitool refuses longer ones)
 MAX_USERNAME = 16
 MAX_PASSWORD = 20
@@ -89,6 +98,18 @@ sections:
       Name: ipmi/boot-device
       Description: Device the machine boots from next (set-boot-order).
       Schema: {{type: string, enum: [{", ".join(BOOT_DEVICES)}]}}
+    ipmi/port-ipmitool:
+      Name: ipmi/port-ipmitool
+      Description: Upstream's name for ipmi/port (UDP port of the BMC's IPMI-over-LAN service); wins when set.
+      Schema: {{type: integer, minimum: 1, maximum: 65535}}
+    ipmi/identify-duration:
+      Name: ipmi/identify-duration
+      Description: Seconds the chassis identify light stays on (identify action).
+      Schema: {{type: integer, minimum: 0, maximum: 255, default: {DEFAULT_IDENTIFY}}}
+    ipmi/mode:
+      Name: ipmi/mode
+      Description: How the BMC is driven; this drpd speaks ipmitool (IPMI v2 over LAN).
+      Schema: {{type: string, enum: [ipmitool], default: ipmitool}}
     ipmi/timeout:
       Name: ipmi/timeout
       Description: Seconds one ipmitool run may take; keep it below drpd's action timeout.
@@ -96,13 +117,17 @@ sections:
 """
 
 CONNECTION = ["ipmi/address", "ipmi/username", "ipmi/password"]
-OPTIONAL = ["ipmi/port", "ipmi/timeout"]
+OPTIONAL = ["ipmi/port", "ipmi/port-ipmitool", "ipmi/timeout", "ipmi/mode",
+            "detected-bios-mode"]
 
 provider = Provider(
     "ipmi",
     "1.0.0",
     # an instance may carry defaults shared by its machines (e.g. credentials)
-    optional=[*CONNECTION, *OPTIONAL, "ipmi/boot-device"],
+    optional=[*CONNECTION, *OPTIONAL, "ipmi/boot-device", "ipmi/identify-duration"],
+    # installing the provider creates the ``ipmi`` instance (the seed's "auto-created");
+    # it needs no params: machines carry their BMCs' addresses
+    auto_start=True,
     content=CONTENT,
     documentation=__doc__ or "",
 )
@@ -159,7 +184,16 @@ class Target:
         self.password = _text(params, "ipmi/password", secret=True)
         if len(self.password.encode()) > MAX_PASSWORD:
             raise ActionError(422, f"ipmi/password is longer than {MAX_PASSWORD} bytes")
-        self.port = _integer(params, "ipmi/port", DEFAULT_PORT, 1, 65535)
+        # upstream's ipmi/port-ipmitool (no default) wins when set; drpd's ipmi/port
+        # has the schema default 623, so it is always resolved
+        port_name = "ipmi/port-ipmitool" if params.get("ipmi/port-ipmitool") is not None \
+            else "ipmi/port"
+        self.port = _integer(params, port_name, DEFAULT_PORT, 1, 65535)
+        mode = params.get("ipmi/mode", "ipmitool")
+        if mode not in (None, "ipmitool"):
+            raise ActionError(422, f"ipmi/mode {mode!r} is not supported by this provider: "
+                                   "use ipmitool")
+        self.uefi = str(params.get("detected-bios-mode") or "").lower() == "uefi"
         self.timeout = _integer(params, "ipmi/timeout", DEFAULT_TIMEOUT, 1, 300)
 
     def __str__(self) -> str:
@@ -270,6 +304,109 @@ async def set_boot_order(ctx: Context, action: Action) -> Any:
         raise ActionError(502, f"unexpected answer from BMC {target} to chassis bootdev "
                                f"{device}: {out!r}")
     return {"BootDevice": device, "Result": out}
+
+
+# ------------------------------------------------- upstream's action names
+# DRP's own ipmi plugin (and kvm-test, ovirt, virtualbox-ipmi) share these
+# names; tasks and users call them, so they sit beside the seed's.
+
+
+@provider.action("poweron", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def poweron(ctx: Context, action: Action) -> Any:
+    return await _power(action, "on", "on", "Up/On")
+
+
+@provider.action("poweroff", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def poweroff(ctx: Context, action: Action) -> Any:
+    return await _power(action, "off", "off", "Down/Off")
+
+
+@provider.action("powercycle", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def powercycle(ctx: Context, action: Action) -> Any:
+    return await _power(action, "cycle", "on", "Cycle")
+
+
+@provider.action("powerstatus", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def powerstatus(ctx: Context, action: Action) -> Any:
+    return await power_status(ctx, action)
+
+
+@provider.action("status", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def status(ctx: Context, action: Action) -> Any:
+    return await power_status(ctx, action)
+
+
+async def _next_boot(action: Action, device: str) -> dict[str, Any]:
+    """``chassis bootdev <device>`` (with ``options=efiboot`` on UEFI machines)."""
+    target = Target(action.Params)
+    command = ["chassis", "bootdev", device]
+    if target.uefi:
+        command.append("options=efiboot")
+    out = await ipmitool(target, command)
+    if f"Set Boot Device to {device}" not in out:
+        raise ActionError(502, f"unexpected answer from BMC {target} to {' '.join(command)}: "
+                               f"{out!r}")
+    return {"BootDevice": device, "Uefi": target.uefi, "Result": out}
+
+
+@provider.action("nextbootpxe", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def nextbootpxe(ctx: Context, action: Action) -> Any:
+    return await _next_boot(action, "pxe")
+
+
+@provider.action("nextbootdisk", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def nextbootdisk(ctx: Context, action: Action) -> Any:
+    return await _next_boot(action, "disk")
+
+
+@provider.action("nextbootcd", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def nextbootcd(ctx: Context, action: Action) -> Any:
+    return await _next_boot(action, "cdrom")
+
+
+async def _force_boot(action: Action, device: str) -> dict[str, Any]:
+    """Set the next boot device, then start the machine from it now (on if off, else cycle)."""
+    answer = await _next_boot(action, device)
+    target = Target(action.Params)
+    state = await ipmitool(target, ["chassis", "power", "status"])
+    word, expect = ("on", "Up/On") if state == "Chassis Power is off" else ("cycle", "Cycle")
+    out = await ipmitool(target, ["chassis", "power", word])
+    if f"Chassis Power Control: {expect}" not in out:
+        raise ActionError(502, f"unexpected answer from BMC {target} to chassis power "
+                               f"{word}: {out!r}")
+    return {**answer, "Power": "on", "PowerResult": out}
+
+
+@provider.action("forcebootpxe", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def forcebootpxe(ctx: Context, action: Action) -> Any:
+    return await _force_boot(action, "pxe")
+
+
+@provider.action("forcebootdisk", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def forcebootdisk(ctx: Context, action: Action) -> Any:
+    return await _force_boot(action, "disk")
+
+
+@provider.action("identify", model="machines", required=CONNECTION,
+                 optional=[*OPTIONAL, "ipmi/identify-duration"])
+async def identify(ctx: Context, action: Action) -> Any:
+    target = Target(action.Params)
+    seconds = _integer(action.Params, "ipmi/identify-duration", DEFAULT_IDENTIFY, 0, 255)
+    out = await ipmitool(target, ["chassis", "identify", str(seconds)])
+    return {"Identify": seconds, "Result": out}
+
+
+@provider.action("getInfo", model="machines", required=CONNECTION, optional=OPTIONAL)
+async def get_info(ctx: Context, action: Action) -> Any:
+    """The BMC's ``mc info`` as a map (Device ID, Firmware Revision, Manufacturer ...)."""
+    target = Target(action.Params)
+    out = await ipmitool(target, ["mc", "info"])
+    info: dict[str, str] = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and not line.startswith(" "):
+            info[key.strip()] = value.strip()
+    return info
 
 
 if __name__ == "__main__":
