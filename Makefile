@@ -4,37 +4,44 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STATE ?= .state
 STAMP := $(VENV)/.installed
+# the test extra builds libvirt-python, which needs Debian packages first
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: install run test lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+$(TEST_STAMP): $(STAMP) pyproject.toml tools/system-packages.txt
+	tools/ensure-system-packages
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
+
+install: $(TEST_STAMP)
 
 ## Start drpd with the embedded store in ./.state (https://127.0.0.1:8092).
 run: $(STAMP)
 	$(BIN)/drpd serve --state-dir $(STATE)
 
 ## Install and run the whole test suite (and the linter).
-test: $(STAMP)
+test: $(TEST_STAMP)
 	tools/ensure-system-packages
 	$(BIN)/ruff check drpd tests bench
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check drpd tests bench
 
 ## Every benchmark in full, then a summary (bench/results/*.json); bench-quick: CI-sized.
 ## bench/peer.py needs supervisord (PyPI: supervisor), installed here if missing.
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -c 'import supervisor' 2>/dev/null || $(BIN)/pip install --quiet supervisor
 	$(BIN)/python bench/run_all.py
 
-bench-quick: $(STAMP)
+bench-quick: $(TEST_STAMP)
 	$(BIN)/python -c 'import supervisor' 2>/dev/null || $(BIN)/pip install --quiet supervisor
 	$(BIN)/python bench/run_all.py --quick
 
