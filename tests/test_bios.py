@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
 
 from drpd.testing import DrpdProcess
 
@@ -121,3 +122,34 @@ async def test_unreachable_bmc_is_named(api: httpx.AsyncClient, redfish: Redfish
     r = await act(api, m, "bios-current-config")
     assert r.status_code == 502, r.text
     assert "BMC http://127.0.0.1:1 unreachable" in "; ".join(r.json()["Messages"])
+
+
+async def test_ipmi_redfish_mode(tmp_path: Path, redfish: Redfish) -> None:
+    # the ipmi provider with ipmi/mode redfish: power and next boot over Redfish
+    state = tmp_path / "state"
+    (state / "plugins").mkdir(parents=True)
+    shutil.copy(BIOS.parent / "ipmi.py", state / "plugins" / "ipmi")
+    with DrpdProcess(state, env={"DRPD_STOP_GRACE": "2"}) as proc:
+        async with api_client(proc) as client, httpx.AsyncClient(trust_env=False) as rf:
+            m = await new_machine(client, redfish, **{"ipmi/mode": "redfish"})
+            deadline = time.monotonic() + 30
+            while (await client.get("/plugins/ipmi")).json().get("Available") is not True:
+                assert time.monotonic() < deadline
+                await trio.sleep(0.1)
+            systems = (await rf.get(redfish.url + "/redfish/v1/Systems")).json()
+            system = redfish.url + systems["Members"][0]["@odata.id"]
+            r = await act(client, m, "poweroff")
+            assert r.status_code == 200, r.text
+            assert (await rf.get(system)).json()["PowerState"] == "Off"
+            assert (await act(client, m, "powerstatus")).json() == {"Power": "off"}
+            r = await act(client, m, "power-on")
+            assert r.status_code == 200 and r.json()["Power"] == "on", r.text
+            assert (await rf.get(system)).json()["PowerState"] == "On"
+            r = await act(client, m, "nextbootpxe")
+            assert r.status_code == 200, r.text
+            boot = (await rf.get(system)).json()["Boot"]
+            assert boot["BootSourceOverrideTarget"] == "Pxe"
+            r = await act(client, m, "nextbootdisk")
+            assert r.status_code == 200, r.text
+            assert (await rf.get(system)).json()["Boot"][
+                "BootSourceOverrideTarget"] == "Hdd"

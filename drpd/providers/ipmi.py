@@ -46,8 +46,11 @@ Upstream's names work too: actions ``poweron``, ``poweroff``,
 ``detected-bios-mode`` is ``uefi``), ``forcebootpxe``, ``forcebootdisk``
 (next boot, then power on or cycle), ``identify``
 (``ipmi/identify-duration`` seconds, default 15) and ``getInfo`` (``mc
-info`` as a map); params ``ipmi/port-ipmitool`` (wins over ``ipmi/port``
-when set) and ``ipmi/mode`` (only ``ipmitool`` here).
+info`` as a map); ``ipmi/mode: redfish`` drives power (``ComputerSystem.Reset``)
+and next boot (``Boot.BootSourceOverrideTarget``) over the BMC's Redfish API
+instead, with the bios provider's params ``ipmi/port-redfish``,
+``ipmi/redfish-scheme`` and ``ipmi/redfish-verify-tls``; param
+``ipmi/port-ipmitool`` wins over ``ipmi/port`` when set.
 """
 
 from __future__ import annotations
@@ -108,8 +111,8 @@ sections:
       Schema: {{type: integer, minimum: 0, maximum: 255, default: {DEFAULT_IDENTIFY}}}
     ipmi/mode:
       Name: ipmi/mode
-      Description: How the BMC is driven; this drpd speaks ipmitool (IPMI v2 over LAN).
-      Schema: {{type: string, enum: [ipmitool], default: ipmitool}}
+      Description: How the BMC is driven, ipmitool (IPMI v2 over LAN) or redfish (power and next boot).
+      Schema: {{type: string, enum: [ipmitool, redfish], default: ipmitool}}
     ipmi/timeout:
       Name: ipmi/timeout
       Description: Seconds one ipmitool run may take; keep it below drpd's action timeout.
@@ -118,7 +121,8 @@ sections:
 
 CONNECTION = ["ipmi/address", "ipmi/username", "ipmi/password"]
 OPTIONAL = ["ipmi/port", "ipmi/port-ipmitool", "ipmi/timeout", "ipmi/mode",
-            "detected-bios-mode"]
+            "detected-bios-mode", "ipmi/port-redfish", "ipmi/redfish-scheme",
+            "ipmi/redfish-verify-tls"]
 
 provider = Provider(
     "ipmi",
@@ -189,10 +193,10 @@ class Target:
         port_name = "ipmi/port-ipmitool" if params.get("ipmi/port-ipmitool") is not None \
             else "ipmi/port"
         self.port = _integer(params, port_name, DEFAULT_PORT, 1, 65535)
-        mode = params.get("ipmi/mode", "ipmitool")
-        if mode not in (None, "ipmitool"):
-            raise ActionError(422, f"ipmi/mode {mode!r} is not supported by this provider: "
-                                   "use ipmitool")
+        mode = params.get("ipmi/mode") or "ipmitool"
+        if mode not in ("ipmitool", "redfish"):
+            raise ActionError(422, f"ipmi/mode must be ipmitool or redfish, not {mode!r}")
+        self.redfish = mode == "redfish"
         self.uefi = str(params.get("detected-bios-mode") or "").lower() == "uefi"
         self.timeout = _integer(params, "ipmi/timeout", DEFAULT_TIMEOUT, 1, 300)
 
@@ -254,11 +258,63 @@ async def ipmitool(target: Target, command: list[str]) -> str:
     return stdout
 
 
+# ---------------------------------------------------------------- redfish
+
+#: Redfish ResetType and the power state it leads to, per ipmitool word
+RESET = {"on": ("On", "on"), "off": ("ForceOff", "off"), "cycle": ("ForceRestart", "on")}
+#: Boot.BootSourceOverrideTarget per ipmitool boot device
+BOOT_TARGET = {"pxe": "Pxe", "disk": "Hdd", "cdrom": "Cd", "bios": "BiosSetup", "none": "None"}
+
+
+async def _redfish_system(params: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
+    """The bios provider's Redfish client, this machine's system path and resource."""
+    from drpd.providers.bios import Bmc  # the shared Redfish client (httpx)
+
+    bmc = Bmc(params)
+    systems = await bmc.call("GET", "/redfish/v1/Systems")
+    members = systems.get("Members") if isinstance(systems, dict) else None
+    if not members or not isinstance(members[0], dict):
+        raise ActionError(502, f"BMC {bmc} lists no ComputerSystem")
+    path = str(members[0].get("@odata.id"))
+    system = await bmc.call("GET", path)
+    return bmc, path, system if isinstance(system, dict) else {}
+
+
+async def _redfish_power(params: dict[str, Any], word: str) -> dict[str, Any]:
+    reset, state = RESET[word]
+    bmc, path, _ = await _redfish_system(params)
+    await bmc.call("POST", f"{path}/Actions/ComputerSystem.Reset", {"ResetType": reset})
+    return {"Power": state, "Result": f"ComputerSystem.Reset {reset}"}
+
+
+async def _redfish_status(params: dict[str, Any]) -> dict[str, Any]:
+    bmc, _, system = await _redfish_system(params)
+    state = str(system.get("PowerState", "")).lower()
+    if state not in ("on", "off"):
+        raise ActionError(502, f"unexpected PowerState from BMC {bmc}: {state!r}")
+    return {"Power": state}
+
+
+async def _redfish_boot(params: dict[str, Any], device: str, uefi: bool) -> dict[str, Any]:
+    target = BOOT_TARGET.get(device)
+    if target is None:
+        raise ActionError(422, f"boot device {device!r} has no Redfish BootSourceOverrideTarget")
+    bmc, path, _ = await _redfish_system(params)
+    boot: dict[str, Any] = {"BootSourceOverrideTarget": target,
+                            "BootSourceOverrideEnabled": "Once"}
+    if uefi:
+        boot["BootSourceOverrideMode"] = "UEFI"
+    await bmc.call("PATCH", path, {"Boot": boot})
+    return {"BootDevice": device, "Uefi": uefi, "Result": f"BootSourceOverrideTarget {target}"}
+
+
 # ---------------------------------------------------------------- actions
 
 
 async def _power(action: Action, word: str, state: str, expect: str) -> Any:
     target = Target(action.Params)
+    if target.redfish:
+        return await _redfish_power(action.Params, word)
     out = await ipmitool(target, ["chassis", "power", word])
     if f"Chassis Power Control: {expect}" not in out:
         raise ActionError(502, f"unexpected answer from BMC {target} to chassis power "
@@ -284,6 +340,8 @@ async def power_cycle(ctx: Context, action: Action) -> Any:
 @provider.action("power-status", model="machines", required=CONNECTION, optional=OPTIONAL)
 async def power_status(ctx: Context, action: Action) -> Any:
     target = Target(action.Params)
+    if target.redfish:
+        return await _redfish_status(action.Params)
     out = await ipmitool(target, ["chassis", "power", "status"])
     for state in ("on", "off"):
         if out == f"Chassis Power is {state}":
@@ -339,6 +397,8 @@ async def status(ctx: Context, action: Action) -> Any:
 async def _next_boot(action: Action, device: str) -> dict[str, Any]:
     """``chassis bootdev <device>`` (with ``options=efiboot`` on UEFI machines)."""
     target = Target(action.Params)
+    if target.redfish:
+        return await _redfish_boot(action.Params, device, target.uefi)
     command = ["chassis", "bootdev", device]
     if target.uefi:
         command.append("options=efiboot")
