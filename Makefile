@@ -26,14 +26,16 @@ install: $(TEST_STAMP)
 run: $(STAMP)
 	$(BIN)/drpd serve --state-dir $(STATE)
 
-## Install and run the whole test suite (and the linter).
+## Install and run the whole test suite (and the linter and the type checker).
 test: $(TEST_STAMP)
 	tools/ensure-system-packages
 	$(BIN)/ruff check drpd tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check drpd tests bench
+	$(BIN)/mypy
 
 ## Every benchmark in full, then a summary (bench/results/*.json); bench-quick: CI-sized.
 ## bench/peer.py needs supervisord (PyPI: supervisor), installed here if missing.

@@ -43,12 +43,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import msgspec
 import trio
 
 from .models import TooManyRequests, Unauthorized
+
+_T = TypeVar("_T")
 
 DEFAULT_USER = "rocketskates"
 DEFAULT_PASSWORD = "r0cketsk8ts"
@@ -300,8 +302,7 @@ class Authenticator:
         """``hash_password`` in a worker thread, within the bound on slow hashes."""
         return await self._slow(hash_password, password)
 
-    async def _slow(self, fn: Callable[[str, str], object] | Callable[[str], object],
-                    *args: str) -> object:
+    async def _slow(self, fn: Callable[..., _T], *args: str) -> _T:
         if self._waiting >= HASH_QUEUE + self._limiter.total_tokens:
             raise TooManyRequests("too many logins at once: try again", retry_after=1)
         self._waiting += 1

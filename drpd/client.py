@@ -25,6 +25,7 @@ Callers never need to catch httpx's exceptions.
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import json as _json
 import os
@@ -107,7 +108,8 @@ class ClientError(Exception):
         if isinstance(body, dict) and ("Messages" in body or "Code" in body):
             error = body
             messages = [str(m) for m in (body.get("Messages") or [])]
-            code = body.get("Code") if isinstance(body.get("Code"), int) else 0
+            raw_code = body.get("Code")
+            code = raw_code if isinstance(raw_code, int) else 0
             if not messages:
                 messages = [str(body.get("Type") or response.reason_phrase)]
         else:
@@ -351,7 +353,9 @@ class Client:
             hdrs.setdefault("Content-Type", content_type)
         try:
             response = self._http.request(
-                method, path, content=content, params=params, headers=hdrs
+                method, path, content=content, headers=hdrs,
+                params=(None if params is None else list(params.items())
+                        if isinstance(params, Mapping) else list(params)),
             )
         except httpx.InvalidURL as exc:
             raise ClientError(f"invalid request path {path!r}: {exc}") from None
@@ -450,7 +454,7 @@ class Client:
         return self.json("PATCH", quote_path(prefix, key), json=partial,
                          content_type=_MERGE_PATCH, params=params)
 
-    def json_patch(self, prefix: str, key: str, ops: list[Any],
+    def json_patch(self, prefix: str, key: str, ops: builtins.list[Any],
                    params: Query | None = None) -> Any:
         """RFC 6902: what ``drpcli patch`` sends."""
         return self.json("PATCH", quote_path(prefix, key), json=ops,
@@ -678,7 +682,7 @@ class Client:
 
     # -- content bundles ---------------------------------------------------
 
-    def content_names(self) -> list[str]:
+    def content_names(self) -> builtins.list[str]:
         return [c.get("meta", {}).get("Name", "") for c in self.json("GET", "/contents") or []]
 
     def create_content(self, bundle: bytes) -> Any:

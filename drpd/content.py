@@ -84,7 +84,7 @@ def bundle_from(data: Any, *, what: str) -> Content:
 def summary(bundle: Content) -> dict[str, Any]:
     """DRP's ContentSummary: meta, Counts per section, Warnings."""
     return {"meta": msgspec.to_builtins(bundle.meta),
-            "Counts": {prefix: len(objs or {}) for prefix, objs in sorted(bundle.sections.items())},
+            "Counts": {prefix: len(objs or {}) for prefix, objs in sorted(bundle.entries.items())},
             "Warnings": []}
 
 
@@ -118,9 +118,9 @@ class ContentService:
         types a provider is about to declare (its own bundle may carry them).
         """
         kinds = self.store.kinds if kinds is None else kinds
-        name = bundle.meta.Name
+        name = bundle.info.Name
         found = []
-        for prefix, entries in bundle.sections.items():
+        for prefix, entries in bundle.entries.items():
             if not installs(kinds, prefix):
                 continue
             kind = kinds.get(prefix) or KINDS[prefix]
@@ -167,7 +167,7 @@ class ContentService:
     def check(self, bundle: Content,
               kinds: Mapping[str, Kind] | None = None) -> list[tuple[str, str, Any]]:
         """Validate a bundle and find clashes; returns its objects. Changes nothing."""
-        name = bundle.meta.Name
+        name = bundle.info.Name
         check_name(name, model="contents")
         objects = self.objects_of(bundle, kinds)
         mine = self.owned(name)
@@ -183,7 +183,7 @@ class ContentService:
 
     async def install(self, bundle: Content, *, principal: str, replace: bool = True) -> Record:
         """Install or replace ``bundle`` and its objects in one transaction."""
-        name = bundle.meta.Name
+        name = bundle.info.Name
         if not replace and self.store.get("contents", name) is not None:
             raise Conflict(f"contents {name} already exists", model="contents", key=name)
         objects = self.check(bundle)

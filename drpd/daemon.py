@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import trio
@@ -209,6 +209,7 @@ class Daemon:
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Build the parts (``_build``), then run them under one nursery until stopped."""
         from hypercorn.trio.run import worker_serve
+        from hypercorn.typing import ASGIFramework
         from hypercorn.utils import wrap_app
 
         from .static import StaticFiles
@@ -238,12 +239,13 @@ class Daemon:
                     await nursery.start(_serve, worker_serve, wrap_app(parts.app, 0, "asgi"),
                                         parts.api_config, parts.api_sockets, listeners_stop)
                     await nursery.start(_serve, worker_serve,
-                                        wrap_app(StaticFiles(self.state.files), 0, "asgi"),
+                                        wrap_app(cast(ASGIFramework, StaticFiles(self.state.files)), 0, "asgi"),
                                         parts.static_config, parts.static_sockets,
                                         listeners_stop)
                     if parts.metrics_sockets is not None:
                         await nursery.start(_serve, worker_serve,
-                                            wrap_app(metrics.MetricsApp(self.metrics), 0, "asgi"),
+                                            wrap_app(cast(ASGIFramework, metrics.MetricsApp(self.metrics)),
+                                                     0, "asgi"),
                                             _plain_config(parts.hyper_config()),
                                             parts.metrics_sockets, listeners_stop)
                         log.info("metrics without authentication on http://%s:%d/metrics",
@@ -667,11 +669,10 @@ async def set_password(settings: Settings, user: str, password: str) -> None:
             else:
                 import msgspec
 
-                await store.modify(
-                    "users", user,
-                    lambda old: msgspec.structs.replace(old, PasswordHash=hashed, Secret=new_secret()),
-                    principal="drpd-passwd",
-                )
+                def reset(old: Any) -> Any:
+                    return msgspec.structs.replace(old, PasswordHash=hashed, Secret=new_secret())
+
+                await store.modify("users", user, reset, principal="drpd-passwd")
         finally:
             await store.aclose()
 

@@ -276,7 +276,7 @@ async def _receive_request(
         if name == b"content-length" and int(value) > max_body:
             return method, target, 413
     if conn.they_are_waiting_for_100_continue:
-        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100)))
+        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -345,8 +345,8 @@ async def _send_message(
     conn: h11.Connection, stream: trio.SocketStream, head: bytes, body: bytes
 ) -> None:
     """Write head, body and end; small messages in one write, big bodies without a copy."""
-    parts = conn.send_with_data_passthrough(h11.Data(data=body)) if body else []
-    tail = conn.send(h11.EndOfMessage())
+    parts = (conn.send_with_data_passthrough(h11.Data(data=body)) or []) if body else []
+    tail = conn.send(h11.EndOfMessage()) or b""
     if len(body) > _COALESCE:
         await stream.send_all(head)
         for part in parts:

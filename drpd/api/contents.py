@@ -55,8 +55,8 @@ async def content(name: str) -> Response:
             raise Unprocessable(f"the bundle would nest more than {max_depth()} levels deep",
                                 model="contents", key=name)
         bundle = bundle_from(patched, what="patched bundle")
-    if bundle.meta.Name != name:
-        raise BadRequest(f"the bundle is named {bundle.meta.Name!r}, not {name!r}",
+    if bundle.info.Name != name:
+        raise BadRequest(f"the bundle is named {bundle.info.Name!r}, not {name!r}",
                          model="contents", key=name)
     record = await service().install(bundle, principal=principal())
     return json_response(msgspec.to_builtins(record.obj), etag=record.etag)

@@ -72,8 +72,9 @@ async def http_error(exc: HTTPException) -> Response:
     response = error_response(Error(Type="API_ERROR", Messages=[message], Code=code))
     if code in (408, 413) or not await _drain():
         response.headers["Connection"] = "close"
-    if code == 405 and getattr(exc, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    allowed = getattr(exc, "valid_methods", None)  # werkzeug's MethodNotAllowed
+    if code == 405 and allowed:
+        response.headers["Allow"] = ", ".join(allowed)
     return response
 
 

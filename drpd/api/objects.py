@@ -91,7 +91,7 @@ def max_depth() -> int:
 def parse_json(body: bytes) -> Any:
     """Any JSON value; malformed input (lone surrogates included) or nesting
     past ``max_json_depth`` is a 400."""
-    return decode_as(Any, body, max_depth=max_depth())  # type: ignore[arg-type]
+    return decode_as(Any, body, max_depth=max_depth())
 
 
 async def read_json() -> Any:
@@ -246,8 +246,8 @@ def check_writable(kind: Kind, record: Record | None = None) -> None:
     obj = record.obj if record is not None else None
     if obj is not None and (obj.get("ReadOnly") if isinstance(obj, dict)
                             else getattr(obj, "ReadOnly", False)):
-        raise Forbidden(f"{kind.prefix} {kind.key_of(record.obj)} is read-only",
-                        model=kind.prefix, key=kind.key_of(record.obj))
+        raise Forbidden(f"{kind.prefix} {kind.key_of(obj)} is read-only",
+                        model=kind.prefix, key=kind.key_of(obj))
 
 
 async def after_write(kind: Kind, action: str, old: Record | None, new: Record | None) -> None:
@@ -356,8 +356,8 @@ async def item(prefix: str, rest: str) -> Response:
         real_key = kind.key_of(record.obj)
         if kind.prefix == "machines" and not new.Uuid:
             new.Uuid = real_key
-        hashed = await prehash(kind, getattr(new, "Password", ""))
-        return await replace(kind, record, lambda old: finish(kind, old, new, hashed),
+        put_hashed = await prehash(kind, getattr(new, "Password", ""))
+        return await replace(kind, record, lambda old: finish(kind, old, new, put_hashed),
                              action="save")
     if method != "PATCH":
         await read_body()

@@ -26,6 +26,7 @@ name exactly one object.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -238,7 +239,10 @@ def _test(op: str, arg: str, kind: str, what: str) -> Callable[[Any], bool]:
 
         def between(v: Any) -> bool:
             s = _stored(kind, v)
-            return s is not None and _cmp(s, lo) >= 0 and _cmp(s, hi) <= 0
+            if s is None:
+                return False
+            above, below = _cmp(s, lo), _cmp(s, hi)  # None: not comparable (mixed types)
+            return above is not None and below is not None and above >= 0 and below <= 0
 
         return between if op == "Between" else (lambda v: _stored(kind, v) is not None
                                                  and not between(v))
@@ -337,7 +341,7 @@ def run_list(kind: Kind, records: list[Record], show: Callable[[Kind, Record], d
             fkind = field.kind if field is not None else "any"
         m = _OP.match(raw)
         if m is None:
-            tests.append((getter, lambda v, w=raw: _legacy(v, w)))
+            tests.append((getter, functools.partial(_legacy, wanted=raw)))
         else:
             tests.append((getter, _test(m.group(1), m.group(2), fkind, what)))
     sort_by = args.get("sort")

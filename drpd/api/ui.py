@@ -63,7 +63,7 @@ def _read(path: Path) -> bytes | None:
 @bp.route(PREFIX, methods=["GET"])
 async def ui_bare() -> Response:
     await read_body()
-    return redirect(PREFIX + "/", 308)
+    return redirect(PREFIX + "/", 308)  # type: ignore[return-value]  # quart's redirect is typed as werkzeug's
 
 
 @bp.route(PREFIX + "/", defaults={"rel": "index.html"}, methods=["GET"])

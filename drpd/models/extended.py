@@ -102,7 +102,7 @@ class ExtendedKind(Kind):
                     raise Unprocessable(f"{name}: {problem}", model=self.prefix, key=key)
 
     def decode(self, data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
-        obj = decode_as(Any, data, what=self.prefix, max_depth=max_depth)  # type: ignore[arg-type]
+        obj = decode_as(Any, data, what=self.prefix, max_depth=max_depth)
         if not isinstance(obj, dict):
             raise BadRequest(f"a {self.prefix} object is a JSON object", model=self.prefix)
         return obj

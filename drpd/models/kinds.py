@@ -21,7 +21,8 @@ from .names import check_name
 @dataclass(frozen=True)
 class Kind:
     prefix: str
-    model: type[msgspec.Struct]
+    #: a Struct type, or ``dict`` for a provider's StoreObjects (schema-checked)
+    model: type[msgspec.Struct] | type[dict[str, Any]]
     key_field: str = "Name"
     #: fields whose values must be unique among objects of this kind
     unique: tuple[str, ...] = ()

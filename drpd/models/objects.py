@@ -252,6 +252,18 @@ class Content(GoStruct, kw_only=True):
             if entries is None:
                 self.sections[prefix] = {}
 
+    # Go's null reads as the zero value (``__post_init__``); these are the
+    # fields' types once decoded, for readers that trust them.
+    @property
+    def info(self) -> ContentMeta:
+        assert self.meta is not None
+        return self.meta
+
+    @property
+    def entries(self) -> dict[str, dict[str, Any]]:
+        assert self.sections is not None
+        return self.sections  # type: ignore[return-value]  # no None value after __post_init__
+
 
 class TemplateInfo(GoStruct, kw_only=True):
     """A template a task, stage or bootenv renders: inline ``Contents`` or by ``ID``."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 #: JSON Schema keywords whose value is a regex, or a map keyed by regexes
@@ -227,13 +227,13 @@ def _drafts() -> dict[str, tuple[Any, Any]]:
 #: the first of these whose meta-schema the schema satisfies: draft 7 (which
 #: knows the most keywords: ``const``, ``if``, ``"exclusiveMinimum": 0``), else
 #: draft 4 (``"exclusiveMinimum": true``)
-_HYBRID = ("http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-04/schema")
+_HYBRID: tuple[str, ...] = ("http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-04/schema")
 
 
 def _refuse(uri: str) -> Any:
     from referencing.exceptions import NoSuchResource
 
-    raise NoSuchResource(ref=uri)
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs-made __init__ the stub misses
 
 
 @functools.cache
@@ -241,7 +241,7 @@ def _registry() -> Any:
     """A registry that holds nothing and fetches nothing."""
     import referencing
 
-    return referencing.Registry(retrieve=_refuse)
+    return referencing.Registry(retrieve=_refuse)  # type: ignore[call-arg]  # attrs-made __init__
 
 
 @functools.cache
@@ -323,7 +323,7 @@ def compile_schema(schema: Any) -> Any:
             if not isinstance(draft, str) or draft.rstrip("#") not in _drafts():
                 raise InvalidSchema(f"$schema {draft!r} is not supported: drpd (like DRP) "
                                     "knows JSON Schema drafts 4, 6 and 7")
-            candidates = [draft.rstrip("#")]
+            candidates: Sequence[str] = [draft.rstrip("#")]
         else:
             candidates = _HYBRID
         body = {k: v for k, v in schema.items() if k != "$schema"}

@@ -144,8 +144,8 @@ class ActionDispatcher:
             for name in profiles:
                 profile = store.get("profiles", name)
                 if profile is not None:
-                    sources.append(profile.obj.Params)
-        sources.append(offer.plugin.Params)
+                    sources.append(profile.obj.Params or {})
+        sources.append(offer.plugin.Params or {})
         required = list(offer.action.RequiredParams or [])
         optional = list(offer.action.OptionalParams or [])
         params: dict[str, Any] = {}

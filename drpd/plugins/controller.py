@@ -352,17 +352,17 @@ class PluginController:
         if provider is None:
             return f"provider {plugin.Provider!r} is not installed"
         missing = [name for name in provider.RequiredParams or []
-                   if name not in plugin.Params and self.params.default(name) is MISSING]
+                   if name not in (plugin.Params or {}) and self.params.default(name) is MISSING]
         if missing:
             return f"missing required param{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
-        for name, value in self.reveal(plugin.Params).items():
+        for name, value in self.reveal(plugin.Params or {}).items():
             problem = self.params.problem(name, value)
             if problem:
                 return problem
         return None
 
     def expanded_params(self, plugin: Plugin) -> dict[str, Any]:
-        params = self.reveal(dict(plugin.Params))
+        params = self.reveal(dict(plugin.Params or {}))
         provider = self._provider(plugin.Provider)
         if provider is not None:
             for name in [*(provider.RequiredParams or []), *(provider.OptionalParams or [])]:

@@ -13,7 +13,7 @@ handler answer once the plugin side has caught up with it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,9 +26,9 @@ class InstanceView(Protocol):
     @property
     def available(self) -> bool: ...
     @property
-    def errors(self) -> list[str]: ...
+    def errors(self) -> Sequence[str]: ...
     @property
-    def plugin_errors(self) -> list[str]: ...
+    def plugin_errors(self) -> Sequence[str]: ...
     @property
     def runtime(self) -> PluginRuntime: ...
 

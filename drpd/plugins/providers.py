@@ -250,8 +250,8 @@ class ProviderRegistry:
         if not provider.Content:
             return None
         bundle = parse_bundle(provider.Content, what=f"provider {provider.Name} Content")
-        bundle.meta.Name = provider.Name
-        bundle.meta.Source = bundle.meta.Source or f"plugin_provider:{provider.Name}"
+        bundle.info.Name = provider.Name
+        bundle.info.Source = bundle.info.Source or f"plugin_provider:{provider.Name}"
         self.content.objects_of(bundle, self._kinds_with(provider))  # validates them
         return bundle
 

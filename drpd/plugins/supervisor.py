@@ -344,6 +344,9 @@ class Supervisor:
             logging.getLogger(f"drpd.plugin.{self.name}").warning("%s", message)
         return limiter.allow()
 
+    def _started(self) -> _Run | None:
+        return self._run
+
     async def _run_once(self, spec: RunSpec, generation: int) -> str:
         """Start, run until something happens, stop. Returns what happened:
         ``restart``, ``crashed``, ``failed`` (did not start) or ``idle``
@@ -370,9 +373,10 @@ class Supervisor:
             return outcome
         finally:
             self.available = False
-            if self._run is not None:
+            run = self._started()  # set by _attempt, which mypy cannot see here
+            if run is not None:
                 with trio.CancelScope(shield=True):
-                    await self._stop(self._run, spec)
+                    await self._stop(run, spec)
                 self._run = None
             self.client = None
             self.pid = 0

@@ -113,14 +113,16 @@ def _patterns(values: Iterable[str]) -> tuple[Pattern, ...]:
         raise ValueError(str(exc)) from None
 
 
-def _names(values: Iterable[str], what: str) -> tuple[str, ...]:
+def _names(values: Iterable[object], what: str) -> tuple[str, ...]:
+    """Provider authors' input, checked at run time whatever its annotation said."""
     if isinstance(values, str):
         raise TypeError(f"{what} must be a list of param names, not a string")
-    out = tuple(values)
-    for value in out:
+    out: list[str] = []
+    for value in values:
         if not isinstance(value, str) or not value:
             raise TypeError(f"{what} holds {value!r}, not a param name")
-    return out
+        out.append(value)
+    return tuple(out)
 
 
 class Provider:

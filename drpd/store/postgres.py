@@ -28,6 +28,7 @@ cancellation is never held up for long.
 from __future__ import annotations
 
 import bisect
+import builtins
 import os
 import queue
 import threading
@@ -81,6 +82,14 @@ CHANNEL = "drpd_changes"
 KEEP_CHANGES = 100_000
 #: how long a LISTEN wait lasts before the feed looks anyway
 POLL_SECONDS = 1.0
+
+
+def _one(cursor: psycopg.Cursor[Any]) -> Any:
+    """The one row a query of drpd's own meta table must give."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("drpd_meta has no 'seq' row: the schema is damaged")
+    return row
 
 
 class _Raced(Exception):
@@ -186,7 +195,7 @@ class PostgresStore:
             for target in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[target].split(";"):
                     if statement.strip():
-                        conn.execute(statement)  # type: ignore[call-overload]
+                        conn.execute(statement)
                 conn.execute(
                     "INSERT INTO drpd_meta (k, v) VALUES ('schema_version', %s) "
                     "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", (str(target + 1),))
@@ -196,7 +205,7 @@ class PostgresStore:
         """(Re)load every object and the Seq they stand at, in one snapshot."""
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            seq = int(conn.execute("SELECT v FROM drpd_meta WHERE k = 'seq'").fetchone()[0])
+            seq = int(_one(conn.execute("SELECT v FROM drpd_meta WHERE k = 'seq'"))[0])
             rows = conn.execute("SELECT prefix, key, rev, data FROM drpd_objects").fetchall()
         data: dict[str, dict[str, Record]] = {p: {} for p in self.kinds}
         for prefix, key, rev, blob in rows:
@@ -278,7 +287,7 @@ class PostgresStore:
             # writers hold one advisory lock until they commit, so Seqs
             # become visible in order: no row past a gap can exist
             if not rows:
-                seq = int(conn.execute("SELECT v FROM drpd_meta WHERE k = 'seq'").fetchone()[0])
+                seq = int(_one(conn.execute("SELECT v FROM drpd_meta WHERE k = 'seq'"))[0])
                 if seq > after:
                     return [], True
         return rows, False
@@ -376,7 +385,7 @@ class PostgresStore:
         return old
 
     async def transact(self, changes: Iterable[tuple[str, str, Any | None]], *,
-                       principal: str) -> list[Record]:
+                       principal: str) -> builtins.list[Record]:
         wanted = list(changes)
 
         def plan() -> list[_Change]:
@@ -413,7 +422,7 @@ class PostgresStore:
             self._notify_and_prune(conn, seq)
         return seq
 
-    async def _write(self, plan: Any, principal: str) -> list[Record]:
+    async def _write(self, plan: Any, principal: str) -> builtins.list[Record]:
         """Plan on fresh memory, commit if nothing moved meanwhile, else plan again."""
         if self._closed:
             raise RuntimeError("store is closed")
@@ -448,7 +457,7 @@ class PostgresStore:
             return current
         return Record(change.new, rev)
 
-    def _commit_sync(self, conn: psycopg.Connection[Any], changes: list[_Change],
+    def _commit_sync(self, conn: psycopg.Connection[Any], changes: builtins.list[_Change],
                      principal: str) -> int:
         time = now_rfc3339()
         with conn.transaction():
@@ -498,9 +507,9 @@ class PostgresStore:
 
     @staticmethod
     def _next_seq(conn: psycopg.Connection[Any], count: int) -> int:
-        row = conn.execute(
+        row = _one(conn.execute(
             "UPDATE drpd_meta SET v = (v::bigint + %s)::text WHERE k = 'seq' RETURNING v",
-            (count,)).fetchone()
+            (count,)))
         return int(row[0]) - count + 1
 
     @staticmethod

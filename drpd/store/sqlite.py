@@ -12,6 +12,7 @@ The memory copy changes only after the commit succeeded.
 from __future__ import annotations
 
 import bisect
+import builtins
 import contextlib
 import datetime as dt
 import logging
@@ -20,7 +21,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import trio
@@ -157,7 +158,7 @@ class SQLiteStore:
                     unreadable.append(f"{prefix}/{str(key)[:80]!r}: {exc}")
                     continue
                 if kind is not None and kind.key_field == "ID" and not getattr(obj, "ID", True):
-                    obj.ID = key  # a template stored by an older drpd, keyed by Name
+                    cast(Any, obj).ID = key  # a template stored by an older drpd, keyed by Name
                 self._data.setdefault(prefix, {})[key] = Record(obj, rev)
             if unreadable:
                 log.error("%s: %d stored object(s) cannot be read and are not served: %s",
@@ -277,7 +278,7 @@ class SQLiteStore:
             self.on_change(event)
             return event
 
-    def _write_error(self, exc: sqlite3.Error, changes: list[_Change],
+    def _write_error(self, exc: sqlite3.Error, changes: builtins.list[_Change],
                      what: str | None = None) -> Exception:
         """A failed write as the API error it is: 507 for a full disk.
 
@@ -335,7 +336,7 @@ class SQLiteStore:
             if value and index.get(value) == key:
                 del index[value]
 
-    async def transact(self, changes: Iterable[tuple[str, str, Any | None]], *, principal: str) -> list[Record]:
+    async def transact(self, changes: Iterable[tuple[str, str, Any | None]], *, principal: str) -> builtins.list[Record]:
         """Write several objects (``None`` deletes) in one all-or-nothing commit."""
         async with self._lock:
             batch = []
@@ -348,7 +349,7 @@ class SQLiteStore:
                 batch.append(_Change(prefix, key, new, old))
             return await self._commit(batch, principal)
 
-    async def _commit(self, changes: list[_Change], principal: str) -> list[Record]:
+    async def _commit(self, changes: builtins.list[_Change], principal: str) -> builtins.list[Record]:
         """Commit under ``self._lock``; then update memory and emit, in order."""
         if self._conn is None:
             raise RuntimeError("store is closed")
@@ -407,7 +408,7 @@ class SQLiteStore:
             )
         return records
 
-    def _commit_sync(self, rows: list[tuple[str, str, int, bytes | None]], seq: int) -> None:
+    def _commit_sync(self, rows: builtins.list[tuple[str, str, int, bytes | None]], seq: int) -> None:
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     server = http.server.ThreadingHTTPServer((args.bind, args.port), Handler)
     server.daemon_threads = True
     host, port = server.server_address[:2]
-    print(f"listening on http://{host}:{port}", flush=True)
+    print(f"listening on http://{host!s}:{port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
