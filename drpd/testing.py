@@ -22,6 +22,19 @@ from typing import IO
 
 DEFAULT_AUTH = ("rocketskates", "r0cketsk8ts")
 
+#: what CPython prints when a coroutine is created and dropped un-awaited
+#: (a warning that cannot be raised: it is emitted when the object is freed)
+_SLIPS = ("was never awaited",)
+
+
+class DrpdSlip(AssertionError):
+    """drpd printed evidence of a programming slip (an un-awaited coroutine)."""
+
+
+def slips(lines: Sequence[str]) -> list[str]:
+    """The lines of a process's output that show an un-awaited coroutine."""
+    return [line.rstrip() for line in lines if any(s in line for s in _SLIPS)]
+
 
 class DrpdProcess:
     """A drpd child process, started in ``start`` and ended in ``stop``.
@@ -48,6 +61,7 @@ class DrpdProcess:
         self.output: list[str] = []
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
+        self._checked = 0
 
     # -- what tests use ------------------------------------------------------
     @property
@@ -133,6 +147,7 @@ class DrpdProcess:
             self.kill()
             raise RuntimeError(f"drpd did not stop within {timeout} s") from None
         self._close_pipe()
+        self.check_output()
         return code
 
     def kill(self) -> None:
@@ -141,6 +156,15 @@ class DrpdProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._close_pipe()
+        self.check_output()
+
+    def check_output(self) -> None:
+        """Fail when drpd's output (since the last check) shows an un-awaited
+        coroutine: such a slip only prints, so a test would pass over it."""
+        new, self._checked = self.output[self._checked:], len(self.output)
+        found = slips(new)
+        if found:
+            raise DrpdSlip("drpd left a coroutine un-awaited:\n" + "\n".join(found[:10]))
 
     def _close_pipe(self) -> None:
         if self._reader is not None:
@@ -157,11 +181,16 @@ class DrpdProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             try:
                 self.stop()
             finally:
                 self.kill()
+        else:
+            self._close_pipe()
+            self.check_output()
 
 
 def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.02) -> None:
