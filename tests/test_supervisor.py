@@ -153,6 +153,29 @@ async def test_listen_only_provider(api: httpx.AsyncClient) -> None:
     assert r.json()["Available"] is True
 
 
+async def test_the_verb_that_worked_survives_a_drpd_restart(
+        api: httpx.AsyncClient, drpd: DrpdProcess) -> None:
+    """A Go provider knows only ``listen``: its first start costs one refused
+    ``serve``; the verb is stored with the provider, so after a drpd restart
+    the first start uses ``listen`` at once (issue 12.8, 11.26)."""
+    await create(api, "lo", "listen_only")
+    log = (await api.get("/plugins/lo/log")).json()
+    assert any("unknown command 'serve'" in line for line in log), log
+
+    async def stored_verb() -> str | None:
+        r = await api.get("/plugin_providers/listen_only")
+        return r.json().get("Verb") or None
+
+    assert await wait_for(stored_verb, 10) == "listen"
+    drpd.restart()
+    async with api_client(drpd) as again:
+        p = await wait_plugin(again, "lo", lambda p: p["Available"])
+        assert p["Runtime"]["Restarts"] == 0
+        log = (await again.get("/plugins/lo/log")).json()
+        assert not any("unknown command" in line for line in log), log
+        assert (await again.get("/plugin_providers/listen_only")).json()["Verb"] == "listen"
+
+
 async def test_crash_restart_then_backoff(api: httpx.AsyncClient) -> None:
     created = await create(api, "c1", "plain_provider")
     pid = created["Runtime"]["Pid"]

@@ -212,6 +212,10 @@ class PluginProvider(Struct, kw_only=True):
     ReadOnly: bool = False
     Endpoint: str = ""
     Bundle: str = ""
+    #: drpd's own: the verb (``serve`` or ``listen``) this binary (this
+    #: Sha256) last answered READY! to, tried first at the next start, also
+    #: after a drpd restart; empty until one start succeeded
+    Verb: str = ""
 
 
 class ContentMeta(GoStruct, kw_only=True):

@@ -36,7 +36,7 @@ import trio
 from ..auth import PROVIDER_PRINCIPAL, Authenticator
 from ..bus import EventBus, Notice, Subscription
 from ..config import Settings
-from ..models import AvailableAction, Event, Plugin, PluginProvider, PluginRuntime
+from ..models import AvailableAction, DrpError, Event, Plugin, PluginProvider, PluginRuntime
 from ..params import MISSING, ParamChecker
 from ..secure import SecureParams
 from ..store import Record, Store, public_view
@@ -333,7 +333,7 @@ class PluginController:
         return RunSpec(
             binary=s.plugin_path / provider.Name,
             verbs=verbs_for(provider.PluginVersion,
-                            self._verbs.get((provider.Name, provider.Sha256))),
+                            self._verbs.get((provider.Name, provider.Sha256)) or provider.Verb),
             env=env, cwd=self.scratch_root / plugin.Name, config=_encode(body),
             runtime_dir=self.runtime_dir, run_id=self.run_id,
             deadlines=Deadlines(ready=s.ready_timeout, config=s.config_timeout,
@@ -391,8 +391,24 @@ class PluginController:
     def remember_verb(self, name: str, verb: str) -> None:
         plugin = self._plugins.get(name)
         provider = self._provider(plugin.Provider) if plugin is not None else None
-        if provider is not None:
-            self._verbs[(provider.Name, provider.Sha256)] = verb
+        if provider is None:
+            return
+        self._verbs[(provider.Name, provider.Sha256)] = verb
+        if provider.Verb != verb and self._nursery is not None:
+            self._nursery.start_soon(self._store_verb, provider.Name, provider.Sha256, verb)
+
+    async def _store_verb(self, name: str, sha256: str, verb: str) -> None:
+        """Keep the verb on the provider's record, so the first start after a
+        drpd restart does not cost a Go provider a failed ``serve``."""
+        def with_verb(old: Any) -> Any:
+            if old is None or old.Sha256 != sha256 or old.Verb == verb:
+                return old  # replaced meanwhile, or already known
+            return msgspec.structs.replace(old, Verb=verb)
+
+        try:
+            await self.store.modify("plugin_providers", name, with_verb, principal="drpd")
+        except DrpError as exc:  # gone meanwhile, or the disk is full: only a hint lost
+            log.warning("provider %s: cannot store the verb that worked: %s", name, exc)
 
     def _instances(self) -> Iterator[tuple[Plugin, Supervisor]]:
         for name, sup in self.supervisors.items():

@@ -276,8 +276,13 @@ class ProviderRegistry:
         if store.get("plugin_providers", provider.Name) is None:
             await store.create("plugin_providers", provider, principal="drpd")
         else:
-            await store.modify("plugin_providers", provider.Name, lambda old: provider,
-                               principal="drpd")
+            def keep_verb(old: Any) -> Any:
+                # the verb that worked is the binary's: kept while the binary is
+                if old is not None and old.Verb and old.Sha256 == provider.Sha256:
+                    return msgspec.structs.replace(provider, Verb=old.Verb)
+                return provider
+
+            await store.modify("plugin_providers", provider.Name, keep_verb, principal="drpd")
 
     async def _unpack(self, name: str) -> bool:
         """Run ``unpack`` into a staging directory and swap it in; False when it failed."""

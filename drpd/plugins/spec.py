@@ -75,7 +75,7 @@ class RunSpec:
 
 def verbs_for(plugin_version: int, remembered: str | None) -> tuple[str, ...]:
     """The verbs to try: the one that worked last, else ``serve`` then ``listen`` (v4)."""
-    if remembered is not None:
+    if remembered in (wire.SERVE, wire.LISTEN):  # a stored value is only a hint
         return (remembered,)
     return (wire.SERVE, wire.LISTEN) if plugin_version == 4 else (wire.SERVE,)
 
