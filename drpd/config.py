@@ -53,6 +53,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ready_timeout: float = 30.0
     config_timeout: float = 30.0
     action_timeout: float = 60.0
+    #: actions in a row that time out (504) before drpd restarts the instance
+    #: (a hung provider, e.g. SIGSTOPped, answers nothing); 0 never restarts
+    action_timeouts_before_restart: int = 3
     stop_grace: float = 10.0
     #: a provider run longer than this counts as healthy (docs/protocol.md §5)
     healthy_after: float = 60.0
@@ -110,6 +113,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 
+        if self.action_timeouts_before_restart < 0:
+            raise ValueError("action_timeouts_before_restart must be 0 (never) or positive")
         if self.token_ttl > self.max_token_ttl:
             raise ValueError(f"token_ttl ({self.token_ttl}) must not exceed max_token_ttl "
                              f"({self.max_token_ttl})")

@@ -202,9 +202,11 @@ class ActionDispatcher:
                         raise BadGateway(message, model="plugins", key=sup.name) from None
                 if scope.cancelled_caught:
                     status = 504
-                    raise GatewayTimeout(
-                        f"plugin {sup.name} did not answer action {offer.action.Command!r} "
-                        f"within {timeout:g} s", model="plugins", key=sup.name)
+                    message = (f"plugin {sup.name} did not answer action "
+                               f"{offer.action.Command!r} within {timeout:g} s")
+                    sup.action_timed_out(message)
+                    raise GatewayTimeout(message, model="plugins", key=sup.name)
+                sup.action_answered()
         finally:
             for observe in self.observers:
                 observe(offer.provider.Name, offer.action.Command,

@@ -341,6 +341,7 @@ class PluginController:
                                 backoff_initial=s.backoff_initial, backoff_max=s.backoff_max,
                                 publish=s.action_timeout),
             max_connections=s.action_concurrency,
+            timeouts_before_restart=s.action_timeouts_before_restart,
             has_publish=bool(provider.HasPublish and not provider.IgnoreEvents),
             plugin_version=provider.PluginVersion,
             log_rate=s.provider_log_rate, log_burst=s.provider_log_burst,

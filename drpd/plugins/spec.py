@@ -68,6 +68,8 @@ class RunSpec:
     #: output lines into drpd's log: a second, and in a burst (``provider_log_*``)
     log_rate: float = LOG_RATE
     log_burst: int = LOG_BURST
+    #: actions in a row that time out before the process is restarted (0: never)
+    timeouts_before_restart: int = 3
 
     def argv(self, verb: str, plugin_sock: str, server_sock: str) -> list[str]:
         return [str(self.binary), verb, plugin_sock, server_sock]

@@ -130,6 +130,8 @@ class Supervisor:
         self.available = False
         self.errors: list[str] = []
         self.plugin_errors: deque[str] = deque(maxlen=PLUGIN_ERRORS)
+        #: actions in a row that got no answer in time (reset by any answer, any start)
+        self._timeouts = 0
         self.log_lines: deque[str] = deque(maxlen=LOG_LINES)
         self.pid = 0
         self.started_at = ""
@@ -316,6 +318,24 @@ class Supervisor:
         """A misbehaviour that did not stop the provider (a bad action answer)."""
         self._record(message)
 
+    def action_answered(self) -> None:
+        """The provider answered an action (whatever it said): it is not hung."""
+        self._timeouts = 0
+
+    def action_timed_out(self, message: str) -> None:
+        """An action got no answer in time (504): recorded in PluginErrors; after
+        ``timeouts_before_restart`` in a row the process is restarted, so a hung
+        provider does not cost every later caller the whole timeout."""
+        self._record(message)
+        self._timeouts += 1
+        spec = self._desired
+        limit = spec.timeouts_before_restart if isinstance(spec, RunSpec) else 0
+        if limit and self._timeouts >= limit and self.available:
+            self._timeouts = 0
+            self._record(f"{limit} action(s) in a row got no answer in time: restarting "
+                         "the provider (action_timeouts_before_restart)")
+            self.restart()
+
     def _record(self, message: str) -> None:
         entry = f"{now_rfc3339()} {message}"
         self.plugin_errors.append(entry)
@@ -413,6 +433,7 @@ class Supervisor:
             self.reporter.verb_worked(verb)
         await self._configure(run, spec)
         self.available = True
+        self._timeouts = 0
         self.state = "running"
         self.errors = []
         nursery.start_soon(self.publisher.forward, run.client, spec.deadlines.publish)
