@@ -56,6 +56,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: actions in a row that time out (504) before drpd restarts the instance
     #: (a hung provider, e.g. SIGSTOPped, answers nothing); 0 never restarts
     action_timeouts_before_restart: int = 3
+    #: one cgroup (v2) per provider start where drpd may make them (root, or a
+    #: unit with Delegate=yes): nothing a provider starts escapes a stop
+    provider_cgroups: bool = True
     stop_grace: float = 10.0
     #: a provider run longer than this counts as healthy (docs/protocol.md §5)
     healthy_after: float = 60.0
@@ -135,6 +138,7 @@ FIELDS = tuple(Settings.__struct_fields__)
 #: (timeouts and limits are read where they are used).
 RESTART_ONLY = frozenset({
     "state_dir", "api_port", "static_port", "bind", "plugin_dir", "no_tls", "metrics_port",
+    "provider_cgroups",
     "event_retain", "basic_auth_cache", "login_failures_allowed", "login_backoff_max",
 })
 

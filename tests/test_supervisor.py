@@ -145,6 +145,17 @@ async def test_unknown_provider_starts_once_installed(api: httpx.AsyncClient,
     await wait_plugin(api, "late", lambda p: p["Available"])
 
 
+async def test_a_put_with_new_params_restarts_the_instance(api: httpx.AsyncClient) -> None:
+    """PUT publishes ``save`` (DRP), not ``update``: the controller follows it too."""
+    created = await create(api, "p1", "sdk_echo", **{"echo/greeting": "hi"})
+    pid = created["Runtime"]["Pid"]
+    whole = dict(created, Params={"echo/greeting": "put"})
+    r = await api.put("/plugins/p1", json=whole)
+    assert r.status_code == 200, r.text
+    p = await wait_plugin(api, "p1", lambda p: p["Available"] and p["Runtime"]["Pid"] != pid)
+    assert p["Runtime"]["Restarts"] == 1 and not alive(pid)
+
+
 async def test_listen_only_provider(api: httpx.AsyncClient) -> None:
     created = await create(api, "lo", "listen_only")
     assert created["Available"] is True, created

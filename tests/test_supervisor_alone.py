@@ -129,6 +129,9 @@ class FakeHost:
     def signal(self, process: Any, signum: int) -> None:
         process.on_signal(signum)
 
+    async def remember(self) -> None:
+        pass
+
     async def sweep(self, marker: str) -> int:
         return 0
 

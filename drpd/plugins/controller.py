@@ -42,7 +42,10 @@ from ..secure import SecureParams
 from ..store import Record, Store, public_view
 from . import runtime
 from .actions import ActionDispatcher, Observer
+from .cgroups import CgroupTree
+from .host import OsHost
 from .left import LeftInstances
+from .lineage import Lineage, become_subreaper, scan
 from .processes import RUN_VAR, kill_marked
 from .providers import ProviderRegistry
 from .server_api import ServerApi
@@ -52,7 +55,9 @@ from .supervisor import Supervisor
 log = logging.getLogger("drpd.plugins")
 #: what the controller watches; plugins events other than writes are lifecycle events
 FEED_TYPES = frozenset({"plugins", "params", "profiles", "plugin_providers", "contents"})
-WRITES = frozenset({"create", "update", "delete"})
+WRITES = frozenset({"create", "update", "save", "delete"})
+#: seconds between two looks at who descends from which provider start
+LINEAGE_PERIOD = 1.0
 #: environment drpd's own service manager sets that providers must not inherit
 _PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
                 "LISTEN_FDNAMES", "RS_KEY", "RS_USERNAME", "RS_PASSWORD")
@@ -137,6 +142,10 @@ class PluginController:
         self._retiring: dict[Supervisor, trio.Event] = {}
         #: instance -> (its stored Secret, a token bound to it)
         self._tokens: dict[str, tuple[str, str]] = {}
+        #: which provider start each living descendant process came from
+        self.lineage = Lineage()
+        #: one cgroup per provider start, when drpd may make them (``run``)
+        self.cgroups: CgroupTree | None = None
         #: (provider, sha256) -> the verb its process answered READY! to
         self._verbs: dict[tuple[str, str], str] = {}
         self._nursery: trio.Nursery | None = None
@@ -150,10 +159,18 @@ class PluginController:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(runtime.prepare, self.runtime_dir)
         await self.left.load()
+        # a cgroup per provider start where drpd may make them; else orphans of
+        # providers re-parent to drpd, not init, and are found by ancestry
+        if self.settings.provider_cgroups:
+            self.cgroups = await trio.to_thread.run_sync(CgroupTree.create, self.run_id)
+        subreaper = self.cgroups is None and await trio.to_thread.run_sync(become_subreaper)
         reaper = await trio.lowlevel.open_process(
             [sys.executable, "-m", "drpd.plugins.reaper", self.run_id],
             stdin=subprocess.PIPE, start_new_session=True,
         )
+        if self.cgroups is not None:
+            assert reaper.stdin is not None
+            await reaper.stdin.send_all(b"cgroup %s\n" % bytes(self.cgroups.base))
         try:
             # subscribed before the first look: nothing written after it is missed
             with self.bus.subscribe(_feed_wants) as sub:
@@ -163,6 +180,7 @@ class PluginController:
                     self._nursery = nursery
                     await self._resync()
                     nursery.start_soon(self.registry.watch)
+                    nursery.start_soon(self._watch_lineage, subreaper, reaper)
                     nursery.start_soon(self._follow, sub)
                     task_status.started()
                     try:
@@ -177,6 +195,9 @@ class PluginController:
             with trio.CancelScope(shield=True):
                 # one sweep for what any provider left behind, then the directory
                 await trio.to_thread.run_sync(kill_marked, RUN_VAR, self.run_id)
+                await trio.to_thread.run_sync(self.lineage.kill_all)
+                if self.cgroups is not None:
+                    await trio.to_thread.run_sync(self.cgroups.remove_all)
                 await trio.to_thread.run_sync(
                     lambda: shutil.rmtree(self.runtime_dir, ignore_errors=True))
                 # end of file tells the reaper drpd is done; it sweeps and exits
@@ -184,6 +205,33 @@ class PluginController:
                 await reaper.stdin.aclose()
                 with trio.move_on_after(10):
                     await reaper.wait()
+
+    async def _watch_lineage(self, subreaper: bool, reaper: trio.Process) -> None:
+        """Every second: note who descends from which provider start, tell the
+        reaper, and collect the zombies of orphans drpd inherited as their
+        subreaper."""
+        lineage = self.lineage
+
+        def look() -> bytes:
+            table = scan()
+            lineage.update(table)
+            if subreaper:
+                lineage.reap(table)
+            return b"".join(b"%d %d\n" % entry for entry in lineage.fresh())
+
+        assert reaper.stdin is not None
+        told = True
+        while True:
+            news = await trio.to_thread.run_sync(look)
+            if news and told:
+                try:
+                    await reaper.stdin.send_all(news)
+                    log.debug("the reaper knows of processes %s",
+                              " ".join(line.split()[0].decode() for line in news.splitlines()))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    log.error("the reaper is gone: providers may outlive a killed drpd")
+                    told = False
+            await trio.sleep(LINEAGE_PERIOD)
 
     async def _follow(self, sub: Subscription) -> None:
         """Reconcile what each batch of feed events touched (all of it after a gap)."""
@@ -271,7 +319,8 @@ class PluginController:
             if self._nursery is None:
                 return
             sup = Supervisor(name, _InstanceReporter(self, name),
-                             lambda m, t, b: self.server_api.handle(name, m, t, b), bus=self.bus)
+                             lambda m, t, b: self.server_api.handle(name, m, t, b), bus=self.bus,
+                             host=OsHost(self.lineage, self.cgroups))
             self.supervisors[name] = sup
             sup.want(desired)
             self._nursery.start_soon(self._supervise, name, sup, self._exits.get(name),

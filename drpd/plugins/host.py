@@ -9,6 +9,7 @@ under trio's ``MockClock`` without real processes or threads.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +19,8 @@ from typing import Protocol
 
 import trio
 
+from .cgroups import TRAMPOLINE, CgroupTree
+from .lineage import Lineage
 from .processes import INSTANCE_VAR, kill_marked, signal_group
 
 
@@ -49,8 +52,14 @@ class Host(Protocol):
         """Signal the process's whole group (gone already: nothing)."""
         ...
 
+    async def remember(self) -> None:
+        """Note the descendants of running starts now (before a stop signals
+        them: a child that left the group is still found by ancestry)."""
+        ...
+
     async def sweep(self, marker: str) -> int:
-        """End every process carrying the start's marker; how many there were."""
+        """End every process of the start: carrying its marker or descending
+        from it (``lineage``); how many there were."""
         ...
 
     async def remove(self, path: Path) -> None:
@@ -59,7 +68,18 @@ class Host(Protocol):
 
 
 class OsHost:
-    """The real thing: processes, /proc sweeps and the file system."""
+    """The real thing: processes, /proc sweeps and the file system.
+
+    ``lineage`` is shared by every instance's host (one walk of ``/proc``
+    serves them all); without one, a host of its own is used.
+    """
+
+    def __init__(self, lineage: Lineage | None = None,
+                 cgroups: CgroupTree | None = None) -> None:
+        self.lineage = lineage if lineage is not None else Lineage()
+        self.cgroups = cgroups
+        #: start marker -> its cgroup
+        self._groups: dict[str, Path] = {}
 
     async def workspace(self, runtime_dir: Path, cwd: Path) -> Path:
         def make() -> Path:
@@ -70,16 +90,38 @@ class OsHost:
 
     async def spawn(self, argv: list[str], *, env: Mapping[str, str],
                     cwd: Path) -> ProviderProcess:
-        return await trio.lowlevel.open_process(
+        marker = env.get(INSTANCE_VAR, "")
+        if self.cgroups is not None and marker:
+            try:
+                group = await trio.to_thread.run_sync(self.cgroups.make, marker)
+            except OSError as exc:
+                logging.getLogger("drpd.plugins").warning(
+                    "no cgroup for %s (%s): its processes are found by ancestry", marker, exc)
+            else:
+                self._groups[marker] = group
+                argv = [*TRAMPOLINE, str(group), *argv]
+        process = await trio.lowlevel.open_process(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=str(cwd), env=dict(env), start_new_session=True,
         )
+        self.lineage.add_root(process.pid, marker or f"pid:{process.pid}")
+        return process
 
     def signal(self, process: ProviderProcess, signum: int) -> None:
         signal_group(process.pid, signum)
 
+    async def remember(self) -> None:
+        await trio.to_thread.run_sync(self.lineage.update)
+
     async def sweep(self, marker: str) -> int:
-        return await trio.to_thread.run_sync(kill_marked, INSTANCE_VAR, marker)
+        group = self._groups.pop(marker, None)
+        cgroups = self.cgroups
+
+        def both() -> int:
+            killed = cgroups.kill(group) if cgroups is not None and group is not None else 0
+            return killed + kill_marked(INSTANCE_VAR, marker) + self.lineage.kill(marker)
+
+        return await trio.to_thread.run_sync(both)
 
     async def remove(self, path: Path) -> None:
         await trio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))

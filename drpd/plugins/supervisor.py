@@ -588,6 +588,7 @@ class Supervisor:
         grace = spec.deadlines.stop_grace
         process = run.process
         with trio.CancelScope(shield=True):
+            await self.host.remember()
             if process.returncode is None:
                 with trio.move_on_after(grace):
                     # actions in flight get the grace period to finish

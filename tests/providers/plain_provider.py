@@ -26,6 +26,11 @@ Misbehaviour for supervisor tests, chosen by the environment variable
 - ``fork-child``: after ``READY!`` start a grandchild in its own session
   (escaping the process group) that sleeps, and print ``CHILD <pid>``;
 - ``fork-child-and-exit``: the same, then exit 1 (a crash leaving an orphan);
+- ``stealthy-child``: after ``READY!`` start a child that calls ``setsid``
+  and clears its environment (no process group, no drpd marker), print
+  ``CHILD <pid>``;
+- ``stealthy-orphan``: the same through a shell that exits at once, so
+  the child is an orphan (its parent gone) as well;
 - ``hang-config``: never answer ``config``;
 - ``flood-stderr``: after ``READY!`` write to stderr as fast as it can;
 - ``bad-action-json``: answer every action with invalid JSON;
@@ -276,6 +281,14 @@ def serve(plugin_sock: str, server_sock: str) -> int:
         sys.stderr.write("plain_provider: something broke\nplain_provider: crashing now\n")
         sys.stderr.flush()
         os._exit(3)
+    if "stealthy-child" in MODES:
+        child = subprocess.Popen(["setsid", "env", "-i", "sleep", "300"])
+        print(f"CHILD {child.pid}", flush=True)
+    if "stealthy-orphan" in MODES:
+        # setsid in a background job is no group leader: it execs, so $! is sleep
+        out = subprocess.run(["sh", "-c", "setsid env -i sleep 300 >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True).stdout
+        print(f"CHILD {int(out)}", flush=True)
     if "fork-child" in MODES or "fork-child-and-exit" in MODES:
         spawn_orphan()
         if "fork-child-and-exit" in MODES:
