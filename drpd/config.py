@@ -59,6 +59,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: one cgroup (v2) per provider start where drpd may make them (root, or a
     #: unit with Delegate=yes): nothing a provider starts escapes a stop
     provider_cgroups: bool = True
+    #: run providers (define, unpack, serve) as this user (name or uid), so
+    #: they cannot read drpd's keys and store; needs drpd to run as root.
+    #: Empty: providers run as drpd's own user
+    provider_user: str = ""
     stop_grace: float = 10.0
     #: a provider run longer than this counts as healthy (docs/protocol.md §5)
     healthy_after: float = 60.0
@@ -138,7 +142,7 @@ FIELDS = tuple(Settings.__struct_fields__)
 #: (timeouts and limits are read where they are used).
 RESTART_ONLY = frozenset({
     "state_dir", "api_port", "static_port", "bind", "plugin_dir", "no_tls", "metrics_port",
-    "provider_cgroups",
+    "provider_cgroups", "provider_user",
     "event_retain", "basic_auth_cache", "login_failures_allowed", "login_backoff_max",
 })
 

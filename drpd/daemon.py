@@ -288,6 +288,8 @@ class Daemon:
             provider_environment,
             verb_environment,
         )
+        from .plugins.identity import ProviderUserError
+        from .plugins.identity import resolve as resolve_provider_user
         from .plugins.left import LeftInstances
         from .plugins.providers import ProviderRegistry
         from .plugins.runtime import RuntimeDirError, runtime_dir
@@ -337,8 +339,17 @@ class Daemon:
         # the plugin side: providers, "left" instances, the controller
         run_id = uuid.uuid4().hex
         try:
-            sockets_dir = runtime_dir(self.state.root)
+            provider_user = resolve_provider_user(settings.provider_user)
+        except ProviderUserError as exc:
+            raise StartupError(str(exc)) from None
+        if provider_user is None and os.geteuid() == 0:
+            log.warning("providers run as root and can read drpd's keys and store: set "
+                        "provider_user to run them as an unprivileged user")
+        try:
+            sockets_dir = runtime_dir(self.state.root, for_others=provider_user is not None)
             await trio.to_thread.run_sync(prepare_runtime_dir, sockets_dir)
+            if provider_user is not None:
+                await trio.to_thread.run_sync(self._let_providers_through, sockets_dir)
         except RuntimeDirError as exc:
             raise StartupError(str(exc)) from None
         env = provider_environment(
@@ -347,7 +358,8 @@ class Daemon:
             files_dir=self.state.files, run_id=run_id)
         registry = ProviderRegistry(settings, self.store, content, state_root=self.state.root,
                                     files_dir=self.state.files,
-                                    env=verb_environment(env, auth, settings))
+                                    env=verb_environment(env, auth, settings),
+                                    user=provider_user)
         controller = PluginController(
             settings, self.store, self.bus, auth, registry,
             LeftInstances(self.state.root / "plugins-left.json"), params=params, env=env,
@@ -505,6 +517,17 @@ class Daemon:
                 serve_scope.deadline = trio.current_time() + self.settings.shutdown_timeout
                 serve_scope.cancel()
 
+    def _let_providers_through(self, sockets_dir: Path) -> None:
+        """With ``provider_user``: the provider's user may traverse (not list)
+        the directories on the way to its binary, its scratch and its sockets;
+        everything in them keeps its own mode (keys and store 0600)."""
+        scratch = self.state.root / "scratch"
+        scratch.mkdir(mode=0o711, exist_ok=True)
+        plugins = self.settings.plugin_path
+        plugins.mkdir(mode=0o711, parents=True, exist_ok=True)
+        for path in (self.state.root, scratch, plugins, sockets_dir):
+            os.chmod(path, 0o711)
+
     def _user_of(self, user: str) -> Any:
         record = self.store.get("users", user)
         return None if record is None else record.obj
@@ -617,6 +640,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin-dir", help="provider executables (default <state-dir>/plugins)")
     parser.add_argument("--no-tls", action="store_const", const=True, help="serve plain HTTP")
     parser.add_argument("--log-level", help="debug, info, warning, error")
+    parser.add_argument("--provider-user",
+                        help="run providers as this user (needs root; keeps them from drpd's keys)")
 
 
 def _add_state_flags(parser: argparse.ArgumentParser) -> None:

@@ -136,6 +136,7 @@ async def serve_unix(
     backlog: int = 512,
     max_body: int = DEFAULT_MAX_BODY,
     on_sent: Callable[[str, str, int], None] | None = None,
+    mode: int | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve HTTP/1.1 on the UNIX socket ``path`` until cancelled.
@@ -171,6 +172,8 @@ async def serve_unix(
         # bound here, like the lstat and stat around it: a short local path
         # (trio would use a worker thread, which a test's mock clock cannot see)
         raw.bind(path)
+        if mode is not None:  # who may connect: the directory around it decides
+            os.chmod(path, mode)
         raw.listen(backlog)
         inode = os.stat(path).st_ino
         sock = trio.socket.from_stdlib_socket(raw)

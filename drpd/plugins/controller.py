@@ -142,6 +142,8 @@ class PluginController:
         self._retiring: dict[Supervisor, trio.Event] = {}
         #: instance -> (its stored Secret, a token bound to it)
         self._tokens: dict[str, tuple[str, str]] = {}
+        #: the user providers run as (``provider_user``), None: drpd's own
+        self.user = registry.user
         #: which provider start each living descendant process came from
         self.lineage = Lineage()
         #: one cgroup per provider start, when drpd may make them (``run``)
@@ -157,7 +159,8 @@ class PluginController:
 
     # -- running ---------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await trio.to_thread.run_sync(runtime.prepare, self.runtime_dir)
+        await trio.to_thread.run_sync(runtime.prepare, self.runtime_dir,
+                                      0o700 if self.user is None else 0o711)
         await self.left.load()
         # a cgroup per provider start where drpd may make them; else orphans of
         # providers re-parent to drpd, not init, and are found by ancestry
@@ -320,7 +323,7 @@ class PluginController:
                 return
             sup = Supervisor(name, _InstanceReporter(self, name),
                              lambda m, t, b: self.server_api.handle(name, m, t, b), bus=self.bus,
-                             host=OsHost(self.lineage, self.cgroups))
+                             host=OsHost(self.lineage, self.cgroups, self.user))
             self.supervisors[name] = sup
             sup.want(desired)
             self._nursery.start_soon(self._supervise, name, sup, self._exits.get(name),

@@ -17,6 +17,7 @@ import trio
 from ..models import KINDS, PluginProvider
 from ..models.extended import extended_kind
 from ..models.names import is_fixed_route, is_valid_name, is_valid_provider_name
+from .identity import ProviderUser, spawn_options
 from .processes import signal_group
 
 _decode = msgspec.json.Decoder(PluginProvider)
@@ -62,6 +63,7 @@ async def _read_bounded(stream: trio.abc.ReceiveStream, buf: bytearray, limit: i
 async def run_verb(
     binary: Path, args: list[str], *, env: Mapping[str, str], limit: float,
     cwd: Path | None = None, max_stdout: int = UNPACK_STDOUT, keep_stdout: bool = False,
+    user: ProviderUser | None = None,
 ) -> VerbResult:
     """Run ``binary args...`` to completion within ``limit`` seconds, else SIGKILL its group.
 
@@ -76,7 +78,7 @@ async def run_verb(
         process = await trio.lowlevel.open_process(
             [str(binary), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=dict(env), cwd=str(cwd) if cwd else None,
-            start_new_session=True,
+            start_new_session=True, **spawn_options(user),
         )
         # owned from here: whatever happens below, its group is killed and reaped
         try:
@@ -116,7 +118,8 @@ def _tail(data: bytes, limit: int = 600) -> str:
 
 
 async def define(binary: Path, *, env: Mapping[str, str], limit: float,
-                 label: str | None = None, max_output: int = 16 << 20) -> PluginProvider:
+                 label: str | None = None, max_output: int = 16 << 20,
+                 user: ProviderUser | None = None) -> PluginProvider:
     """Run ``define`` and validate its answer; raises ``DefineError``.
 
     ``label`` names the file in messages (an upload's temporary path means
@@ -128,7 +131,7 @@ async def define(binary: Path, *, env: Mapping[str, str], limit: float,
         raise DefineError(f"{shown}: not an executable file")
     try:
         result = await run_verb(binary, ["define"], env=env, limit=limit,
-                                max_stdout=max_output, keep_stdout=True)
+                                max_stdout=max_output, keep_stdout=True, user=user)
     except trio.TooSlowError:
         raise DefineError(f"{shown} define: no answer within {limit:g} s") from None
     except OSError as exc:

@@ -20,6 +20,7 @@ from typing import Protocol
 import trio
 
 from .cgroups import TRAMPOLINE, CgroupTree
+from .identity import ProviderUser, spawn_options
 from .lineage import Lineage
 from .processes import INSTANCE_VAR, kill_marked, signal_group
 
@@ -75,23 +76,35 @@ class OsHost:
     """
 
     def __init__(self, lineage: Lineage | None = None,
-                 cgroups: CgroupTree | None = None) -> None:
+                 cgroups: CgroupTree | None = None, user: ProviderUser | None = None) -> None:
         self.lineage = lineage if lineage is not None else Lineage()
         self.cgroups = cgroups
+        #: the user providers run as (``provider_user``), None: drpd's own
+        self.user = user
         #: start marker -> its cgroup
         self._groups: dict[str, Path] = {}
 
     async def workspace(self, runtime_dir: Path, cwd: Path) -> Path:
+        user = self.user
+
         def make() -> Path:
             cwd.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return Path(tempfile.mkdtemp(prefix="", dir=runtime_dir))
+            sockdir = Path(tempfile.mkdtemp(prefix="", dir=runtime_dir))
+            if user is not None:  # the provider binds and connects in there
+                user.give(cwd)
+                user.give(sockdir)
+            return sockdir
 
         return await trio.to_thread.run_sync(make)
 
     async def spawn(self, argv: list[str], *, env: Mapping[str, str],
                     cwd: Path) -> ProviderProcess:
         marker = env.get(INSTANCE_VAR, "")
-        if self.cgroups is not None and marker:
+        as_user = spawn_options(self.user)
+        drop = self.user.drop_argv() if self.user is not None else []
+        if self.cgroups is not None and marker and drop is not None:
+            # the shell joins the cgroup as drpd's user (only it may move a
+            # process there), then becomes the provider's user, then execs
             try:
                 group = await trio.to_thread.run_sync(self.cgroups.make, marker)
             except OSError as exc:
@@ -99,10 +112,11 @@ class OsHost:
                     "no cgroup for %s (%s): its processes are found by ancestry", marker, exc)
             else:
                 self._groups[marker] = group
-                argv = [*TRAMPOLINE, str(group), *argv]
+                argv = [*TRAMPOLINE, str(group), *drop, *argv]
+                as_user = {}
         process = await trio.lowlevel.open_process(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=str(cwd), env=dict(env), start_new_session=True,
+            cwd=str(cwd), env=dict(env), start_new_session=True, **as_user,
         )
         self.lineage.add_root(process.pid, marker or f"pid:{process.pid}")
         return process

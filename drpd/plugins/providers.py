@@ -51,6 +51,7 @@ from ..models.names import is_fixed_route, is_valid_name, is_valid_provider_name
 from ..storage import insufficient_storage, is_no_space
 from ..store import Store
 from .define import DefineError, VerbResult, define, file_digest, run_verb
+from .identity import ProviderUser
 
 log = logging.getLogger("drpd.providers")
 Fingerprint = tuple[int, int, int]  # inode, size, mtime_ns
@@ -85,7 +86,8 @@ class ProviderRegistry:
 
     def __init__(self, settings: Settings, store: Store, content: ContentService, *,
                  state_root: Path, files_dir: Path,
-                 env: Callable[[str], Mapping[str, str]]) -> None:
+                 env: Callable[[str], Mapping[str, str]],
+                 user: ProviderUser | None = None) -> None:
         self.settings = settings
         self.store = store
         self.content = content
@@ -93,6 +95,8 @@ class ProviderRegistry:
         self.files_dir = files_dir
         #: the environment of a provider's ``define`` and ``unpack`` runs
         self.env = env
+        #: who runs them (``provider_user``), None: drpd's own user
+        self.user = user
         self.directory = settings.plugin_path
         self.providers: dict[str, PluginProvider] = {}
         self._locks: dict[str, trio.Lock] = {}
@@ -209,7 +213,7 @@ class ProviderRegistry:
         shown = label or source.name
         provider = await define(source, env=self.env(expected or source.name),
                                 limit=self.settings.define_timeout, label=shown,
-                                max_output=self.settings.max_define_output)
+                                max_output=self.settings.max_define_output, user=self.user)
         if expected is not None and provider.Name != expected:
             raise DefineError(f"{shown} defines provider {provider.Name!r}, not {expected!r}")
         size, sha = await trio.to_thread.run_sync(file_digest, source)
@@ -288,8 +292,15 @@ class ProviderRegistry:
         """Run ``unpack`` into a staging directory and swap it in; False when it failed."""
         target = self.files_dir / "plugin_providers" / name
         limit = self.settings.max_unpack_size
-        staging = Path(await trio.to_thread.run_sync(
-            lambda: tempfile.mkdtemp(prefix=f".unpack-{name}-", dir=self.files_dir)))
+        user = self.user
+
+        def make_staging() -> Path:
+            path = Path(tempfile.mkdtemp(prefix=f".unpack-{name}-", dir=self.files_dir))
+            if user is not None:  # unpack writes in there as the provider's user
+                user.give(path)
+            return path
+
+        staging = await trio.to_thread.run_sync(make_staging)
         try:
             too_big = False
             result: VerbResult | None = None
@@ -309,7 +320,7 @@ class ProviderRegistry:
                 try:
                     result = await run_verb(self.directory / name, ["unpack", str(staging)],
                                             env=self.env(name),
-                                            limit=self.settings.define_timeout)
+                                            limit=self.settings.define_timeout, user=user)
                 except (trio.TooSlowError, OSError) as exc:
                     failure = exc  # raised here, not wrapped in the nursery's group
                 nursery.cancel_scope.cancel()

@@ -40,9 +40,12 @@ def _private_dir(path: str) -> bool:
             and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
-def runtime_dir(state_dir: Path) -> Path:
+def runtime_dir(state_dir: Path, *, for_others: bool = False) -> Path:
+    """Where the sockets of provider starts go. ``for_others``: providers run
+    as another user (``provider_user``), who must traverse the path, so a
+    private ``XDG_RUNTIME_DIR`` (0700) will not do."""
     base = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    xdg = "" if for_others else os.environ.get("XDG_RUNTIME_DIR", "")
     digest = hashlib.sha256(str(state_dir.absolute()).encode()).hexdigest()[:10]
     if base:
         path = Path(base) / "sockets"
@@ -58,8 +61,9 @@ def runtime_dir(state_dir: Path) -> Path:
     return path
 
 
-def prepare(path: Path) -> Path:
-    """Create ``path`` 0700, or check an existing one is ours, and empty it."""
+def prepare(path: Path, mode: int = 0o700) -> Path:
+    """Create ``path`` (``mode``: 0700, or 0711 when providers run as another
+    user), or check an existing one is ours, and empty it."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = path.lstat()
@@ -69,7 +73,7 @@ def prepare(path: Path) -> Path:
             or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
         raise RuntimeDirError(f"runtime directory {path} is not a directory owned by this user "
                               "and writable by it alone")
-    os.chmod(path, 0o700)
+    os.chmod(path, mode)
     for child in path.iterdir():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)

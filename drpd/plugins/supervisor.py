@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -383,7 +384,10 @@ class Supervisor:
                 return self._failed(f"cannot prepare the directories of a start in "
                                     f"{spec.runtime_dir}: {exc.strerror or exc}")
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_unix, str(sockdir / "s.sock"), self.server)
+                # the start's directory (0700: drpd's, or the provider user's)
+                # is what keeps others out of the socket drpd serves in it
+                await nursery.start(partial(serve_unix, str(sockdir / "s.sock"), self.server,
+                                            mode=0o666))
                 try:
                     outcome = await self._attempt(nursery, spec, generation, sockdir)
                 except StartFailed as exc:

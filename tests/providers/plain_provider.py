@@ -31,6 +31,9 @@ Misbehaviour for supervisor tests, chosen by the environment variable
   ``CHILD <pid>``;
 - ``stealthy-orphan``: the same through a shell that exits at once, so
   the child is an orphan (its parent gone) as well;
+- ``snoop``: at ``config``, print its uid and try to read each file of
+  ``DRPD_TEST_SNOOP`` (colon-separated) to stderr (``SNOOP <path>: read`` or
+  ``denied``);
 - ``hang-config``: never answer ``config``;
 - ``flood-stderr``: after ``READY!`` write to stderr as fast as it can;
 - ``bad-action-json``: answer every action with invalid JSON;
@@ -171,6 +174,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(400, error(400, "config: expected an object"))
         if "fail-config" in MODES:
             return self.answer(422, error(422, "config refused (DRPD_TEST_MODE)"))
+        if "snoop" in MODES:
+            sys.stderr.write(f"SNOOP uid={os.getuid()} groups={os.getgroups()}\n")
+            for path in filter(None, os.environ.get("DRPD_TEST_SNOOP", "").split(":")):
+                try:
+                    with open(path, "rb") as f:
+                        f.read(1)
+                    outcome = "read"
+                except OSError as exc:
+                    outcome = f"denied ({exc.strerror})"
+                sys.stderr.write(f"SNOOP {path}: {outcome}\n")
+            sys.stderr.flush()
         if "hang-config" in MODES:
             while True:
                 time.sleep(3600)
