@@ -139,3 +139,18 @@ def test_the_wire_protocol_is_spelled_once() -> None:
                     if isinstance(node, ast.Constant) and isinstance(node.value, str)
                     and id(node) not in docstrings and any(lit in node.value for lit in literals)]
     assert spelled == []
+
+
+def test_the_generic_router_names_no_prefix() -> None:
+    """Per-prefix behaviour lives in ``api/kind_rules.py`` (and hooks other
+    parts register), never in branches of the generic router (issue 15)."""
+    import re
+
+    from drpd.models.kinds import KINDS
+
+    source = (Path(__file__).parent.parent / "drpd" / "api" / "objects.py").read_text()
+    assert not re.findall(r"prefix\s*[!=]=|[!=]=\s*[\w.]*prefix\b", source)
+    named = sorted({p for p in KINDS if p != "params" and f'"{p}"' in source})
+    assert named == [], f"objects.py names prefixes {named}: move that into kind_rules.py"
+    # "params" only as the sub-resource's name (/<prefix>/<key>/params)
+    assert source.count('"params"') == 1 and 'sub[0] == "params"' in source

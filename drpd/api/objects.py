@@ -16,7 +16,6 @@ import msgspec
 import trio
 from quart import Blueprint, Response, current_app, g, request
 
-from ..auth import hash_password, new_secret
 from ..models import (
     BadRequest,
     Forbidden,
@@ -32,6 +31,8 @@ from ..models.depth import too_deep
 from ..models.names import is_valid_param_name
 from ..store import Record, public_view
 from .context import ApiContext
+from .kind_rules import PROFILES, aggregate_layers, rules_for
+from .kind_rules import present_provider as _present_provider
 from .patching import json_patch, merge_patch
 
 bp = Blueprint("objects", __name__)
@@ -40,8 +41,6 @@ _encode = msgspec.json.Encoder().encode
 #: fields the server owns: what a client sends for them is ignored (a Go
 #: client sends them all back with every PUT)
 _SERVER_FIELDS = ("Validated", "Available", "Errors", "ReadOnly", "Bundle", "Partial")
-#: a machine's references to other objects, checked on every write (422)
-_MACHINE_REFS = (("Stage", "stages"), ("Workflow", "workflows"), ("BootEnv", "bootenvs"))
 
 
 def ctx() -> ApiContext:
@@ -117,28 +116,14 @@ def show(kind: Kind, record: Record) -> dict[str, Any]:
     hooks = ctx().hooks.get(kind.prefix)
     if hooks is not None:
         data = hooks.present(record, data)
-    if kind.prefix == "plugin_providers" and isinstance(data, dict):
-        present_provider(data)
-    elif kind.prefix == "plugins" and isinstance(data, dict) and data.get("Errors"):
-        # a failing instance under --no-tls: say why a Go provider's event stream fails
-        data["Errors"] = [*data["Errors"], *ctx().info_errors]
+    if isinstance(data, dict):
+        rules_for(kind.prefix).present(ctx(), data, request.args)
     return data
 
 
 def present_provider(data: dict[str, Any]) -> None:
-    """A provider as DRP shows it: ``Meta`` from its content's meta, and its
-    embedded ``Content`` (megabytes for some) only with ``?content=true``."""
-    bundle = ctx().store.get("contents", str(data.get("Name", "")))
-    if bundle is not None:
-        meta = bundle.obj.meta
-        data["Meta"] = {**{k: v for k, v in (("DisplayName", meta.DisplayName),
-                                             ("Icon", meta.Icon), ("Color", meta.Color),
-                                             ("Description", meta.Description),
-                                             ("License", meta.License),
-                                             ("DocUrl", meta.DocUrl)) if v},
-                        "Type": "plugin", **(data.get("Meta") or {})}
-    if request.args.get("content", "").lower() not in ("true", "1", "yes"):
-        data["Content"] = ""
+    """A provider as DRP shows it (``kind_rules.present_provider``)."""
+    _present_provider(ctx(), data, request.args)
 
 
 def show_aggregated(kind: Kind, record: Record) -> dict[str, Any]:
@@ -198,28 +183,7 @@ def finish(kind: Kind, old: Any | None, new: Any, hashed: dict[str, str] | None 
     if hasattr(new, "Validated"):
         new.Validated = True
         new.Available = True
-    if kind.prefix == "users":
-        if new.Password:
-            new.PasswordHash = (hashed or {}).get(new.Password) or hash_password(new.Password)
-            new.Password = ""
-            new.Secret = new_secret()  # a new password ends every token of the user
-        else:
-            new.PasswordHash = old.PasswordHash if old is not None else ""
-            new.Secret = old.Secret if old is not None and old.Secret else new_secret()
-    if kind.prefix == "plugins":
-        # made with the instance, kept for its life: its provider's token is bound to it
-        new.Secret = old.Secret if old is not None else new_secret()
-    if kind.prefix == "machines":
-        store = ctx().store
-        missing = [p for p in new.Profiles if store.get("profiles", p) is None]
-        if missing:
-            raise Unprocessable(f"profiles not found: {', '.join(missing)}",
-                                model=kind.prefix, key=kind.key_of(new))
-        for field, prefix in _MACHINE_REFS:
-            ref = getattr(new, field)
-            if ref and prefix in store.kinds and store.get(prefix, ref) is None:
-                raise Unprocessable(f"{field} {ref!r} not found (no such {prefix} object)",
-                                    model=kind.prefix, key=kind.key_of(new))
+    rules_for(kind.prefix).finish(ctx(), old, new, hashed or {})
     if kind.has_params:
         checker = ctx().params
         secure = ctx().secure
@@ -251,11 +215,7 @@ def check_writable(kind: Kind, record: Record | None = None) -> None:
 
 
 async def after_write(kind: Kind, action: str, old: Record | None, new: Record | None) -> None:
-    secure = ctx().secure
-    if (kind.prefix == "params" and secure is not None and new is not None and new.obj.Secure
-            and (old is None or not old.obj.Secure)):
-        # declared Secure after values were stored: those are sealed now too
-        await secure.seal_stored(kind.key_of(new.obj), principal=principal())
+    await rules_for(kind.prefix).after_write(ctx(), old, new, principal())
     hooks = ctx().hooks.get(kind.prefix)
     if hooks is not None:
         await hooks.after_write(action, old, new, wants_wait())
@@ -281,7 +241,7 @@ async def collection(prefix: str) -> Response:
 async def prehash(kind: Kind, *passwords: Any) -> dict[str, str]:
     """Hash the new passwords of a users write in a worker thread, before the
     store's lock is taken (scrypt on the loop would stall every request)."""
-    if kind.prefix != "users":
+    if not rules_for(kind.prefix).hashes_passwords:
         return {}
     return {pw: await ctx().auth.hash_password(pw)
             for pw in passwords if isinstance(pw, str) and pw}
@@ -341,9 +301,7 @@ async def item(prefix: str, rest: str) -> Response:
         if getattr(record.obj, "Locked", False):
             raise Forbidden(f"{prefix} {key} is locked: unlock it before deleting it",
                             model=prefix, key=key)
-        if prefix == "profiles" and kind.key_of(record.obj) == GLOBAL_PROFILE:
-            raise Forbidden("the global profile always exists: empty its Params instead",
-                            model=prefix, key=key)
+        rules_for(kind.prefix).check_delete(kind.key_of(record.obj))
         deleted = await ctx().store.delete(prefix, kind.key_of(record.obj),
                                            principal=principal(), if_rev=if_match())
         await after_write(kind, "delete", deleted, None)
@@ -354,8 +312,7 @@ async def item(prefix: str, rest: str) -> Response:
         check_writable(kind, record)
         new = kind.decode(body, max_depth=max_depth())
         real_key = kind.key_of(record.obj)
-        if kind.prefix == "machines" and not new.Uuid:
-            new.Uuid = real_key
+        rules_for(kind.prefix).fill_put(new, real_key)
         put_hashed = await prehash(kind, getattr(new, "Password", ""))
         return await replace(kind, record, lambda old: finish(kind, old, new, put_hashed),
                              action="save")
@@ -374,7 +331,7 @@ async def item(prefix: str, rest: str) -> Response:
                 else json_patch(current, patch, max_size=ctx().settings.max_body_size))
 
     hashed: dict[str, str] = {}
-    if kind.prefix == "users":
+    if rules_for(kind.prefix).hashes_passwords:
         try:
             preview = apply(record.obj)
         except Exception:  # noqa: BLE001 - the real write below raises it again
@@ -444,10 +401,6 @@ async def params(kind: Kind, key: str, name: str) -> Response:
     raise MethodNotAllowed(f"{method} is not allowed on params", model=kind.prefix, key=key)
 
 
-#: the profile whose params apply to every machine after its own profiles
-GLOBAL_PROFILE = "global"
-
-
 def aggregating() -> bool:
     return request.args.get("aggregate", "").lower() in ("true", "1", "yes")
 
@@ -459,16 +412,10 @@ def aggregate(kind: Kind, record: Record, name: str) -> Any:
     the param's schema default (one param) — all of them merged when no
     ``name`` is given.
     """
-    store = ctx().store
-    profiles = kind_for("profiles")
+    profiles = kind_for(PROFILES)
     layers = [show(kind, record).get("Params") or {}]
-    names = list(getattr(record.obj, "Profiles", None) or [])
-    if not (kind.prefix == "profiles" and kind.key_of(record.obj) == GLOBAL_PROFILE):
-        names.append(GLOBAL_PROFILE)
-    for profile in names:
-        found = store.get("profiles", profile)
-        if found is not None:
-            layers.append(show(profiles, found).get("Params") or {})
+    for found in aggregate_layers(ctx(), kind.prefix, record.obj):
+        layers.append(show(profiles, found).get("Params") or {})
     if not name:
         merged: dict[str, Any] = {}
         for layer in reversed(layers):
