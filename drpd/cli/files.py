@@ -27,6 +27,7 @@ import sys
 from typing import IO, Any
 
 from .inputs import atomic_write, open_for_upload, progress_for, with_progress
+from .output import Text
 from .registry import NO_OUTPUT, Args, Context, UsageError, command, group
 
 group("files", "the file space the static port serves")
@@ -91,7 +92,8 @@ def list_files(ctx: Context, a: Args) -> Any:
 def destroy(ctx: Context, a: Args) -> Any:
     if not a["path"]:
         raise UsageError("empty <path>", ctx.usage)
-    return ctx.client.delete_file(a["path"])
+    ctx.client.delete_file(a["path"])
+    return Text(f"Deleted {a['path']}")  # upstream's words (cli/test-data TestFilesCli)
 
 
 class _TextSink:

@@ -6,7 +6,7 @@ all can be listed, counted, shown, waited on and destroyed; only
 ``create``/``update``/``patch``; those with ``has_params`` get the param
 commands (:mod:`drpd.cli.params`). Content bundles are uploaded whole, so
 they get no object writes either. Outputs follow DRP's drpcli: ``destroy``
-prints ``Deleted <kind> <key>``, ``wait`` prints ``complete``/``timeout``/
+prints ``Deleted <kind> <key>`` (``files destroy``: ``Deleted <path>``), ``wait`` prints ``complete``/``timeout``/
 ``interrupt``.
 """
 
