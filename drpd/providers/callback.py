@@ -11,6 +11,18 @@ string ``"{{.Path.To.Field}}"`` in the template is replaced by that field of
 the machine), and returns the receiver's HTTP status and body. The optional
 instance param ``callback/events`` (a list of ``type.action.key``
 patterns) makes it POST each matching event to the URL too.
+
+Upstream's (DRP provision-plugins) callback works as well, beside ``send``:
+the instance param ``callback/callbacks`` names callbacks (``Url``,
+``Method``, ``Auth``, ``Retry``, ``Timeout``, ``Delay``, ``Headers``,
+``NoBody``, ``RawBody``, ``JsonResponse``, ``StringResponse``,
+``Aggregate``, ``Decode``, ``ExcludeParams``), ``callback/auths`` names
+credentials (``basic``, ``json-token``), and the machine action
+``callbackDo`` runs the one ``callback/action`` names, sending the machine
+or ``callback/data-override`` (a template; ``drpd/providers/callbacks.py``).
+A callback named ``taskcomplete`` is run when a machine's tasks are all
+done (``CurrentTask == len(Tasks)``, never for a machine without tasks).
+An instance needs ``callback/url`` or ``callback/callbacks``.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import re
 from typing import Any
 
 from drpd.patterns import Pattern, PatternError
+from drpd.providers.callbacks import Caller, parse, task_complete
 from drpd.sdk import Action, ActionError, Context, Event, Provider
 
 CONTENT = """
@@ -60,13 +73,66 @@ sections:
       Name: callback/events
       Description: Event patterns (type.action.key) to POST to the URL as well.
       Schema: {type: array, items: {type: string}, default: []}
+    callback/callbacks:
+      Name: callback/callbacks
+      Description: Named callbacks callbackDo runs (upstream's shape).
+      Schema:
+        type: object
+        additionalProperties:
+          type: object
+          properties:
+            Auth: {type: string}
+            Url: {type: string}
+            Method: {type: string}
+            Headers: {type: object, additionalProperties: {type: string}}
+            Aggregate: {type: boolean}
+            NoBody: {type: boolean}
+            RawBody: {type: boolean}
+            JsonResponse: {type: boolean}
+            StringResponse: {type: boolean}
+            Decode: {type: boolean}
+            ExcludeParams: {type: array, items: {type: string}}
+            Delay: {type: integer}
+            Retry: {type: integer}
+            Timeout: {type: integer}
+        default: {}
+    callback/auths:
+      Name: callback/auths
+      Description: Named credentials the callbacks use (basic, json-token).
+      Secure: true
+      Schema:
+        type: object
+        additionalProperties:
+          type: object
+          properties:
+            AuthType: {type: string, enum: [basic, json-token]}
+            Username: {type: string}
+            Password: {type: string}
+            Url: {type: string}
+            Method: {type: string}
+            Data: {type: string}
+            Query: {type: string}
+            TokenField: {type: string}
+            DurationField: {type: string}
+            Retry: {type: integer}
+            Timeout: {type: integer}
+            Delay: {type: integer}
+        default: {}
+    callback/action:
+      Name: callback/action
+      Description: Which of callback/callbacks callbackDo runs.
+      Schema: {type: string}
+    callback/data-override:
+      Name: callback/data-override
+      Description: What callbackDo sends instead of the machine (a string is a template).
+      Schema: {}
 """
 
 provider = Provider(
     "callback",
     "1.0.0",
-    required=["callback/url"],
-    optional=["callback/auth", "callback/timeout", "callback/retries", "callback/events"],
+    optional=["callback/url", "callback/auth", "callback/timeout", "callback/retries",
+              "callback/events", "callback/callbacks", "callback/auths"],
     content=CONTENT,
     documentation="POSTs machines (and selected events) to a web hook, with retries.",
 )
@@ -109,7 +175,10 @@ async def post(ctx: Context, body: Any) -> dict[str, Any]:
     import trio
 
     config = ctx.config
-    url = config["callback/url"]
+    url = config.get("callback/url")
+    if not url:
+        raise ActionError(422, "send needs callback/url (this instance has callbacks only: "
+                          "use callbackDo)")
     timeout = float(config.get("callback/timeout", 10))
     retries = int(config.get("callback/retries", 3))
     headers = _headers(config.get("callback/auth"))
@@ -136,13 +205,18 @@ async def post(ctx: Context, body: Any) -> dict[str, Any]:
 
 
 _selected: list[Pattern] = []
+_caller: list[Caller] = []
 
 
 @provider.config
 async def config(ctx: Context, params: dict[str, Any]) -> None:
     url = params.get("callback/url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    if url is None and not params.get("callback/callbacks"):
+        raise ActionError(422, "callback needs callback/url or callback/callbacks")
+    if url is not None and (not isinstance(url, str)
+                            or not url.startswith(("http://", "https://"))):
         raise ActionError(422, f"callback/url must be an http(s) URL, not {url!r}")
+    _caller[:] = [Caller(parse(params))]
     _headers(params.get("callback/auth"))
     patterns = params.get("callback/events") or []
     if not isinstance(patterns, list):
@@ -155,7 +229,15 @@ async def config(ctx: Context, params: dict[str, Any]) -> None:
 
 @provider.events("*.*.*")
 async def forward(ctx: Context, event: Event) -> None:
-    """POST the events that match ``callback/events`` (none by default)."""
+    """POST the events that match ``callback/events`` (none by default); run
+    the ``taskcomplete`` callback for a machine whose tasks are all done."""
+    if (event.Type == "machines" and event.Action in ("update", "save") and _caller
+            and "taskcomplete" in _caller[0].settings.callbacks
+            and task_complete(event.Object)):
+        try:
+            await _caller[0].do(ctx.api, "taskcomplete", event.Object, None)
+        except ActionError as exc:
+            await ctx.log("error", f"taskcomplete callback for {event.Key}: {exc}")
     if not any(p.matches_event(event) for p in _selected):
         return
     import msgspec
@@ -164,6 +246,18 @@ async def forward(ctx: Context, event: Event) -> None:
         await post(ctx, msgspec.to_builtins(event))
     except ActionError as exc:
         await ctx.log("error", f"event {event.Type}.{event.Action}.{event.Key}: {exc}")
+
+
+@provider.action("callbackDo", model="machines", required=["callback/action"],
+                 optional=["callback/data-override"])
+async def callback_do(ctx: Context, action: Action) -> Any:
+    """Upstream's action: run the callback ``callback/action`` names."""
+    name = action.Params.get("callback/action")
+    if not isinstance(name, str):
+        raise ActionError(422, "callback/action must be a callback's name")
+    machine = action.Model if isinstance(action.Model, dict) else {}
+    return await _caller[0].do(ctx.api, name, machine,
+                               action.Params.get("callback/data-override"))
 
 
 @provider.action("send", model="machines", optional=["callback/template"])

@@ -95,7 +95,7 @@ def test_walkthrough(tmp_path: Path, receiver: Receiver) -> None:
         assert shown == {"Name": "callback-apac", "Available": True, "Errors": []}
         commands = json.loads(sh(drpd, "drpcli plugin_providers show callback | "
                                        "jq '[.AvailableActions[].Command]'"))
-        assert commands == ["send"]
+        assert commands == ["callbackDo", "send"]  # upstream's action beside the seed's
 
         machine = json.loads(sh(drpd, "drpcli machines create '{\"Name\":\"m1\"}'"))
         uuid = machine["Uuid"]
