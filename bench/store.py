@@ -305,6 +305,8 @@ async def preload(db: Path, count: int) -> list[str]:
     await store.open()
     keys: list[str] = []
     try:
+        await store.transact([(prefix, obj["Name"], msgspec.convert(obj, KINDS[prefix].model))
+                              for prefix, obj in REFERENCES], principal="bench-preload")
         while len(keys) < count:
             batch = []
             for _ in range(min(2000, count - len(keys))):
@@ -318,6 +320,20 @@ async def preload(db: Path, count: int) -> list[str]:
     return keys
 
 
+#: what the benchmark machine refers to: drpd checks a machine's Workflow and
+#: BootEnv exist (422 otherwise), as DRP does
+REFERENCES = (("workflows", {"Name": "discover-base"}), ("bootenvs", {"Name": "local"}))
+
+
+def seed_references(d: DrpdProcess) -> None:
+    verify = d.verify
+    with httpx.Client(base_url=d.endpoint, auth=d.auth, verify=verify, timeout=30) as client:
+        for prefix, obj in REFERENCES:
+            r = client.post(f"/api/v3/{prefix}", json=obj)
+            if r.status_code not in (201, 409):
+                raise RuntimeError(f"cannot create {prefix} {obj['Name']}: {r.text}")
+
+
 def fresh_start(d: DrpdProcess) -> None:
     """Restart drpd on an empty store (same state dir, so the same TLS certificate)."""
     d.stop()
@@ -326,6 +342,7 @@ def fresh_start(d: DrpdProcess) -> None:
         path.unlink(missing_ok=True)
     d.endpoint = ""
     d.start()
+    seed_references(d)
 
 
 @dataclass
@@ -471,6 +488,7 @@ class ProfiledDrpd(DrpdProcess):
 
 def run_profile(sizes: Sizes, work_dir: Path, out: Path) -> None:
     with ProfiledDrpd(work_dir / "drpd-prof", no_tls=True, profile_out=out) as d:
+        seed_references(d)
         make = client_factory(d.endpoint, headers=basic_auth_header(*d.auth))
         load = Workload("p")
         results = Results()
@@ -527,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
                 ca = servers.drpd_tls.ca_cert
                 servers.bare_tls = stack.enter_context(
                     BareQuart(certfile=ca, keyfile=str(Path(ca).with_name("server.key"))))
+            for d in (servers.drpd, servers.drpd_tls):
+                if d is not None:
+                    seed_references(d)
             large = Workload("L", large_keys)
             drpds = [d for d in (servers.drpd, servers.drpd_tls, servers.large) if d]
             for r in range(sizes.rounds):
