@@ -63,6 +63,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: they cannot read drpd's keys and store; needs drpd to run as root.
     #: Empty: providers run as drpd's own user
     provider_user: str = ""
+    #: where objects are stored: empty for the embedded SQLite file in the
+    #: state directory, or ``postgresql://user:password@host:port/db`` for a
+    #: PostgreSQL database (several drpd nodes may share it)
+    store_url: str = ""
     stop_grace: float = 10.0
     #: a provider run longer than this counts as healthy (docs/protocol.md §5)
     healthy_after: float = 60.0
@@ -120,6 +124,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 
+        if self.store_url and not self.store_url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store_url must be empty (the embedded SQLite store) or a "
+                             "postgresql:// URL")
         if self.action_timeouts_before_restart < 0:
             raise ValueError("action_timeouts_before_restart must be 0 (never) or positive")
         if self.token_ttl > self.max_token_ttl:
@@ -142,7 +149,7 @@ FIELDS = tuple(Settings.__struct_fields__)
 #: (timeouts and limits are read where they are used).
 RESTART_ONLY = frozenset({
     "state_dir", "api_port", "static_port", "bind", "plugin_dir", "no_tls", "metrics_port",
-    "provider_cgroups", "provider_user",
+    "provider_cgroups", "provider_user", "store_url",
     "event_retain", "basic_auth_cache", "login_failures_allowed", "login_backoff_max",
 })
 

@@ -38,7 +38,7 @@ from .bus import EventBus
 from .config import FIELDS, RESTART_ONLY, ConfigError, Settings, load_settings
 from .logs import set_level, setup_logging
 from .notify import Notifier, watchdog, watchdog_interval
-from .store import SQLiteStore, Store
+from .store import Store, is_postgres, make_store, redact
 from .sweep import sweep_temporaries
 
 log = logging.getLogger("drpd")
@@ -176,7 +176,8 @@ class Daemon:
                             retain_bytes=settings.event_retain_bytes,
                             queue_bytes=settings.event_queue_bytes,
                             max_patterns=settings.max_ws_patterns)
-        self.store = SQLiteStore(self.state.db, on_change=self.bus.publish)
+        self.store: Store = make_store(settings.store_url, self.state.db,
+                                       on_change=self.bus.publish)
         self.notifier = notifier or Notifier(None)
         self.metrics = metrics.Metrics()
         self.api_port = 0
@@ -219,10 +220,15 @@ class Daemon:
             # under the lock: no other drpd writes these
             await trio.to_thread.run_sync(sweep_temporaries, self.state.root, self.state.files,
                                           self.settings.plugin_path)
+            where = redact(self.settings.store_url) or str(self.state.db)
             try:
                 await self.store.open()
             except Exception as exc:
-                raise StartupError(f"cannot open the store {self.state.db}: {exc}") from None
+                detail = str(exc)
+                if self.settings.store_url:  # never a password in a message
+                    detail = detail.replace(self.settings.store_url, where)
+                raise StartupError(f"cannot open the store {where}: {detail}") from None
+            log.info("store: %s", where)
             await ensure_global_profile(self.store)
             # events of an earlier run are not retained: resumes from before are gaps
             self.bus.resume_from(self.store.last_seq)
@@ -232,6 +238,9 @@ class Daemon:
                 # set by the shutdown: every listener stops accepting
                 listeners_stop = trio.Event()
                 async with trio.open_nursery() as nursery:
+                    serve_store = getattr(self.store, "serve", None)
+                    if serve_store is not None:  # other nodes' changes reach this one
+                        await nursery.start(serve_store)
                     controller_scope = trio.CancelScope()
                     controller_done = trio.Event()
                     await nursery.start(_in_scope, controller_scope, controller_done,
@@ -640,6 +649,9 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin-dir", help="provider executables (default <state-dir>/plugins)")
     parser.add_argument("--no-tls", action="store_const", const=True, help="serve plain HTTP")
     parser.add_argument("--log-level", help="debug, info, warning, error")
+    parser.add_argument("--store", dest="store_url", metavar="URL",
+                        help="postgresql://user:password@host:port/db (default: the embedded "
+                             "SQLite store in the state directory)")
     parser.add_argument("--provider-user",
                         help="run providers as this user (needs root; keeps them from drpd's keys)")
 
@@ -681,7 +693,7 @@ async def set_password(settings: Settings, user: str, password: str) -> None:
                 "drpd is running on this state directory: set the password with "
                 f"`drpcli users password {user} <password>` instead"
             ) from None
-        store = SQLiteStore(state.db)
+        store = make_store(settings.store_url, state.db)
         await store.open()
         try:
             hashed = await trio.to_thread.run_sync(hash_password, password)
@@ -703,6 +715,9 @@ async def set_password(settings: Settings, user: str, password: str) -> None:
 
 
 def backup_command(settings: Settings, dest: Path) -> int:
+    if is_postgres(settings.store_url):
+        raise StartupError("the store is PostgreSQL: back it up with pg_dump (drpd backup "
+                           "copies the embedded SQLite store)")
     state = StateDir(Path(settings.state_dir).absolute())
     count = backup(state.db, dest)
     print(f"drpd: backed up {count} object(s) from {state.db} to {dest}")
@@ -710,6 +725,8 @@ def backup_command(settings: Settings, dest: Path) -> int:
 
 
 def restore_command(settings: Settings, source: Path) -> int:
+    if is_postgres(settings.store_url):
+        raise StartupError("the store is PostgreSQL: restore it with pg_restore or psql")
     root = Path(settings.state_dir).absolute()
     try:
         root.mkdir(parents=True, exist_ok=True)

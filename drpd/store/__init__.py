@@ -65,4 +65,39 @@ class Store(Protocol):
 
 from .sqlite import SQLiteStore  # noqa: E402
 
-__all__ = ["ChangeHook", "Mutator", "Record", "SQLiteStore", "Store", "public_view"]
+#: URL schemes of the PostgreSQL store (several drpd nodes may share one)
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(POSTGRES_SCHEMES)
+
+
+def redact(url: str) -> str:
+    """A store URL fit for logs and errors: its password replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable store URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def make_store(url: str, sqlite_path: str | os.PathLike[str], *,
+               on_change: ChangeHook | None = None) -> Store:
+    """The store ``store_url`` names: PostgreSQL, else the embedded SQLite file."""
+    if is_postgres(url):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, on_change=on_change)
+    return SQLiteStore(sqlite_path, on_change=on_change)
+
+
+__all__ = ["ChangeHook", "Mutator", "Record", "SQLiteStore", "Store", "is_postgres",
+           "make_store", "public_view", "redact"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import builtins
+import logging
 import os
 import queue
 import threading
@@ -40,7 +41,7 @@ import msgspec
 import psycopg
 import trio
 
-from ..models import KINDS, Conflict, Event, Kind, NotFound, PreconditionFailed
+from ..models import KINDS, Conflict, Event, Kind, NotFound, PreconditionFailed, Unavailable
 from . import ChangeHook, Mutator
 from .records import Record
 from .sqlite import StoreVersionError, now_rfc3339, public_view
@@ -81,7 +82,11 @@ CHANNEL = "drpd_changes"
 #: how many feed rows are kept for nodes that were away (then they reload)
 KEEP_CHANGES = 100_000
 #: how long a LISTEN wait lasts before the feed looks anyway
+log = logging.getLogger("drpd.store")
 POLL_SECONDS = 1.0
+#: waits between attempts to reach the database again after losing it
+RECONNECT_MIN = 0.5
+RECONNECT_MAX = 10.0
 
 
 def _one(cursor: psycopg.Cursor[Any]) -> Any:
@@ -90,6 +95,13 @@ def _one(cursor: psycopg.Cursor[Any]) -> Any:
     if row is None:
         raise RuntimeError("drpd_meta has no 'seq' row: the schema is damaged")
     return row
+
+
+def _close_quietly(conn: psycopg.Connection[Any]) -> None:
+    try:
+        conn.close()
+    except psycopg.Error:
+        pass
 
 
 class _Raced(Exception):
@@ -176,7 +188,14 @@ class PostgresStore:
         return result
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await trio.to_thread.run_sync(self._with_conn, fn, *args, limiter=self._limiter)
+        try:
+            return await trio.to_thread.run_sync(self._with_conn, fn, *args,
+                                                 limiter=self._limiter)
+        except psycopg.OperationalError as exc:
+            # the database is down or cut off: a clear 503, never a stack trace
+            # (psycopg's message names host and port, never the password)
+            raise Unavailable(f"the PostgreSQL store is unreachable: "
+                              f"{str(exc).strip().splitlines()[0]}") from None
 
     # -- lifecycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -237,16 +256,36 @@ class PostgresStore:
         A wake-up is a NOTIFY or, at the latest, ``POLL_SECONDS``; what is
         applied is always read from the changes table.
         """
-        listener = await trio.to_thread.run_sync(self._listen_sync)
-        try:
-            task_status.started()
-            while True:
-                await self._catch_up()
-                await trio.to_thread.run_sync(self._wait_notify_sync, listener,
-                                              abandon_on_cancel=True)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(listener.close)
+        started = False
+        delay = RECONNECT_MIN
+        while True:
+            if not started:  # open() reached the database: serve at once, also if
+                task_status.started()  # the feed must wait for a reconnect
+                started = True
+            try:
+                listener = await trio.to_thread.run_sync(self._listen_sync)
+            except (psycopg.Error, RuntimeError) as exc:
+                if self._closed:
+                    return
+                log.error("PostgreSQL change feed: cannot connect (%s); again in %g s",
+                          str(exc).strip().splitlines()[0], delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+                continue
+            delay = RECONNECT_MIN
+            try:
+                while True:
+                    await self._catch_up()
+                    await trio.to_thread.run_sync(self._wait_notify_sync, listener,
+                                                  abandon_on_cancel=True)
+            except (psycopg.Error, Unavailable) as exc:
+                # the database went away: writes answer 503 meanwhile; once it
+                # is back, the changes table brings this node up to date
+                log.error("PostgreSQL change feed lost (%s): reconnecting",
+                          str(exc).strip().splitlines()[0])
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(_close_quietly, listener)
 
     def _listen_sync(self) -> psycopg.Connection[Any]:
         conn = self._connect(autocommit=True)
