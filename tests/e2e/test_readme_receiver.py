@@ -78,7 +78,12 @@ def test_readme_first_steps_with_the_shipped_receiver(tmp_path: Path, receiver: 
         sh(drpd, "drpcli machines create '{\"Name\":\"m1\"}'")
         for line in first_steps()[1:]:
             out = sh(drpd, line.replace("127.0.0.1:8000", f"127.0.0.1:{receiver.port}"))
-            if "runaction" in line:
+            if "callbackDo" in line:  # upstream's action: the receiver's answer, parsed
+                assert json.loads(out) == {"ok": True}, out
+                got = receiver.next_request()
+                assert got["Method"] == "POST" and got["Path"] == "/built", got
+                assert got["Body"]["Name"] == "m1" and isinstance(got["Body"]["Params"], dict)
+            elif "runaction" in line:
                 answer = json.loads(out)
                 assert answer["Status"] == 200 and answer["Body"] == {"ok": True}, answer
                 got = receiver.next_request()
