@@ -183,7 +183,8 @@ class PluginController:
                     self._nursery = nursery
                     await self._resync()
                     nursery.start_soon(self.registry.watch)
-                    nursery.start_soon(self._watch_lineage, subreaper, reaper)
+                    if self.cgroups is None:  # else each start's cgroup holds its processes
+                        nursery.start_soon(self._watch_lineage, subreaper, reaper)
                     nursery.start_soon(self._follow, sub)
                     task_status.started()
                     try:

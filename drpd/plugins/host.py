@@ -83,6 +83,8 @@ class OsHost:
         self.user = user
         #: start marker -> its cgroup
         self._groups: dict[str, Path] = {}
+        #: starts no cgroup holds (none could be made): found by ancestry
+        self._ungrouped: set[str] = set()
 
     async def workspace(self, runtime_dir: Path, cwd: Path) -> Path:
         user = self.user
@@ -118,22 +120,27 @@ class OsHost:
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=str(cwd), env=dict(env), start_new_session=True, **as_user,
         )
-        self.lineage.add_root(process.pid, marker or f"pid:{process.pid}")
+        if marker not in self._groups:  # no cgroup holds this start: ancestry must
+            self._ungrouped.add(marker)
+            self.lineage.add_root(process.pid, marker or f"pid:{process.pid}")
         return process
 
     def signal(self, process: ProviderProcess, signum: int) -> None:
         signal_group(process.pid, signum)
 
     async def remember(self) -> None:
-        await trio.to_thread.run_sync(self.lineage.update)
+        if self._ungrouped:  # a start in a cgroup needs no look: the cgroup holds them all
+            await trio.to_thread.run_sync(self.lineage.update)
 
     async def sweep(self, marker: str) -> int:
         group = self._groups.pop(marker, None)
+        self._ungrouped.discard(marker)
         cgroups = self.cgroups
 
         def both() -> int:
-            killed = cgroups.kill(group) if cgroups is not None and group is not None else 0
-            return killed + kill_marked(INSTANCE_VAR, marker) + self.lineage.kill(marker)
+            if cgroups is not None and group is not None:
+                return cgroups.kill(group) + kill_marked(INSTANCE_VAR, marker)
+            return kill_marked(INSTANCE_VAR, marker) + self.lineage.kill(marker)
 
         return await trio.to_thread.run_sync(both)
 
