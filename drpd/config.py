@@ -67,6 +67,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: state directory, or ``postgresql://user:password@host:port/db`` for a
     #: PostgreSQL database (several drpd nodes may share it)
     store_url: str = ""
+    #: this node's name in GET /api/v3/nodes (default: the host name)
+    node_name: str = ""
     stop_grace: float = 10.0
     #: a provider run longer than this counts as healthy (docs/protocol.md §5)
     healthy_after: float = 60.0

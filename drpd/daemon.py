@@ -37,8 +37,10 @@ from .backup import KEEP_SUFFIX, BackupError, backup, match_owner, restore
 from .bus import EventBus
 from .config import FIELDS, RESTART_ONLY, ConfigError, Settings, load_settings
 from .logs import set_level, setup_logging
+from .nodes import Nodes, table_of, this_node
 from .notify import Notifier, watchdog, watchdog_interval
 from .store import Store, is_postgres, make_store, redact
+from .store.sqlite import now_rfc3339
 from .sweep import sweep_temporaries
 
 log = logging.getLogger("drpd")
@@ -152,6 +154,7 @@ class _Parts:
     static_sockets: Any
     metrics_sockets: Any
     hyper_config: Callable[[], Any]
+    nodes: Nodes
 
 
 class Daemon:
@@ -241,6 +244,7 @@ class Daemon:
                     serve_store = getattr(self.store, "serve", None)
                     if serve_store is not None:  # other nodes' changes reach this one
                         await nursery.start(serve_store)
+                    await nursery.start(parts.nodes.serve)
                     controller_scope = trio.CancelScope()
                     controller_done = trio.Event()
                     await nursery.start(_in_scope, controller_scope, controller_done,
@@ -377,6 +381,8 @@ class Daemon:
         self.controller = controller
         self.metrics.bind(manager=controller, bus=self.bus, version=__version__)
 
+        nodes = Nodes(this_node(self.state.root, self.endpoint, now_rfc3339(), settings.node_name),
+                      table_of(self.store))
         context = ApiContext(
             settings=settings, store=self.store, bus=self.bus, auth=auth,
             api_port=self.api_port, static_port=self.static_port, version=__version__,
@@ -384,6 +390,7 @@ class Daemon:
             info_errors=[NO_TLS_GO_EVENTS] if settings.no_tls else [],
             files_dir=self.state.files, metrics=self.metrics, params=params, content=content,
             secure=secure, plugins=controller, hooks={"plugins": PluginsHooks(controller)},
+            nodes=nodes,
         )
         self.app = create_app(context)
 
@@ -406,7 +413,8 @@ class Daemon:
         return _Parts(controller=controller, app=self.app, api_config=api_config,
                       api_sockets=api_sockets, static_config=_plain_config(HyperConfig()),
                       static_sockets=Sockets([], [static_sock], []),
-                      metrics_sockets=metrics_sockets, hyper_config=hyper_config)
+                      metrics_sockets=metrics_sockets, hyper_config=hyper_config,
+                      nodes=nodes)
 
     async def _shutdown(self, nursery: trio.Nursery, controller: Any,
                         controller_scope: trio.CancelScope, controller_done: trio.Event,

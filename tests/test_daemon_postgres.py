@@ -13,7 +13,7 @@ from drpd.testing import DrpdProcess
 
 from .helpers import api_client
 from .pg_cluster import PgCluster
-from .plugin_helpers import install, wait_plugin
+from .plugin_helpers import install, wait_for, wait_plugin
 
 SECRET = "hunter2-not-shown"
 
@@ -72,3 +72,53 @@ def test_an_unreachable_store_stops_drpd_with_the_password_hidden(tmp_path: Path
     text = str(failed.value)
     assert "cannot open the store postgresql://postgres:***@127.0.0.1:1/nothing" in text
     assert SECRET not in text
+
+
+async def test_nodes_on_one_database_see_each_other(tmp_path: Path, pg_url: str) -> None:
+    """Two drpd nodes on one PostgreSQL store: GET /nodes on either lists both,
+    each marks itself; a killed node is ``gone`` after its missed heartbeats."""
+    with DrpdProcess(tmp_path / "a", "--store", pg_url, env={"DRPD_NODE_NAME": "node-a"}) as a, \
+            DrpdProcess(tmp_path / "b", "--store", pg_url, env={"DRPD_NODE_NAME": "node-b"}) as b:
+        async with api_client(a) as api_a, api_client(b) as api_b:
+
+            async def both_alive() -> list[dict[str, object]] | None:
+                nodes = (await api_a.get("/nodes")).json()
+                alive = {n["Name"] for n in nodes if n["State"] == "alive"}
+                return nodes if alive == {"node-a", "node-b"} else None
+
+            nodes = await wait_for(both_alive, 15)
+            assert [n["Self"] for n in nodes] == [True, False]
+            assert {n["Endpoint"] for n in nodes} == {a.endpoint, b.endpoint}
+            info = (await api_b.get("/info")).json()
+            me = next(n for n in (await api_b.get("/nodes")).json() if n["Self"])
+            assert me["Name"] == "node-b" and info["local_id"] == me["Id"]
+            # a write through one node is read through the other
+            r = await api_a.post("/profiles", json={"Name": "from-a"})
+            assert r.status_code == 201
+            await wait_for(lambda: _has_profile(b, "from-a"), 10)
+            b.kill()
+
+            async def b_gone() -> bool:
+                nodes = (await api_a.get("/nodes")).json()
+                return any(n["Name"] == "node-b" and n["State"] == "gone" for n in nodes)
+
+            assert await wait_for(b_gone, 20)
+
+
+def _has_profile(drpd: DrpdProcess, name: str) -> bool:
+    import httpx
+
+    r = httpx.get(f"{drpd.endpoint}/api/v3/profiles/{name}", auth=drpd.auth, verify=drpd.verify)
+    return r.status_code == 200
+
+
+async def test_one_node_on_sqlite(tmp_path: Path) -> None:
+    with DrpdProcess(tmp_path / "s", env={"DRPD_NODE_NAME": "solo"}) as drpd:
+        async with api_client(drpd) as api:
+            nodes = (await api.get("/nodes")).json()
+            assert [(n["Name"], n["State"], n["Self"]) for n in nodes] == [("solo", "alive", True)]
+            assert (await api.get("/info")).json()["local_id"] == nodes[0]["Id"]
+            node_id = nodes[0]["Id"]
+        drpd.restart()  # the id is the node's: kept in its state directory
+        async with api_client(drpd) as api:
+            assert (await api.get("/nodes")).json()[0]["Id"] == node_id

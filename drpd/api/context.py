@@ -11,9 +11,14 @@ from ..auth import Authenticator
 from ..bus import EventBus
 from ..config import Settings
 from ..metrics import Metrics
+from ..nodes import Node
 from ..params import ParamChecker
 from ..plugins.interface import PluginSide
 from ..store import Record, Store
+
+
+class NodesView(Protocol):
+    def list(self) -> list[Node]: ...  # noqa: A003
 
 
 class KindHooks(Protocol):
@@ -56,6 +61,8 @@ class ApiContext:
     files_dir: Path | None = None
     #: request counts and ``GET /api/v3/metrics`` (None: counted nowhere)
     metrics: Metrics | None = None
+    #: the drpd nodes sharing the store (drpd.nodes.Nodes)
+    nodes: NodesView | None = None
     #: extra sub-resource handlers: (prefix, name) -> handler
     extras: dict[tuple[str, str], Any] = field(default_factory=dict)
 

@@ -16,6 +16,7 @@ import msgspec
 from ..models import KINDS, Error, Event, Info, Kind, TokenResponse
 from ..models.extended import ExtendedKind
 from ..models.objects import AvailableAction
+from ..nodes import Node
 
 JSON = "application/json"
 
@@ -121,7 +122,8 @@ def _kind_paths(kind: Kind, schemas: dict[str, Any]) -> dict[str, Any]:
 
 def build(kinds: dict[str, Kind], version: str) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [*(k.model for k in KINDS.values()), Error, Event, Info, TokenResponse, AvailableAction],
+        [*(k.model for k in KINDS.values()), Error, Event, Info, TokenResponse, AvailableAction,
+         Node],
         ref_template="#/components/schemas/{name}")
     paths: dict[str, Any] = {}
     for kind in kinds.values():
@@ -189,6 +191,8 @@ def build(kinds: dict[str, Kind], version: str) -> dict[str, Any]:
                 "content": {"text/plain": {"schema": {"type": "string"}}}},
         **_errors(401)}}}
     paths["/info"] = {"get": _op("server information", _answer(_ref("Info")))}
+    paths["/nodes"] = {"get": _op("the drpd nodes sharing this store, with their heartbeats",
+                                  _answer({"type": "array", "items": _ref("Node")}))}
     paths["/indexes"] = {"get": _op("the indexes of every prefix (DRP's GET /indexes)",
                                     _answer({"type": "object"}))}
     paths["/events"] = {"post": _op("publish an event", _answer(_ref("Event")), 400,

@@ -52,6 +52,7 @@ def info() -> Info:
         stats=stats,
         errors=list(c.info_errors),
         catalog_url=c.settings.catalog_url,
+        local_id=next((n.Id for n in c.nodes.list() if n.Self), "drpd") if c.nodes else "drpd",
     )
 
 
@@ -59,6 +60,14 @@ def info() -> Info:
 async def get_info() -> Response:
     await read_body()
     return json_response(info())
+
+
+@bp.route("/api/v3/nodes", methods=["GET"])
+async def get_nodes() -> Response:
+    """The drpd nodes sharing this store (one on SQLite), with their heartbeats."""
+    await read_body()
+    nodes = ctx().nodes
+    return json_response(nodes.list() if nodes is not None else [])
 
 
 @bp.route("/api/v3/healthz", methods=["GET"])

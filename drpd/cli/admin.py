@@ -11,11 +11,18 @@ from .registry import NO_OUTPUT, Args, CliError, Context, command, group
 
 group("info", "the server's version, ports and features")
 group("events", "the event bus")
+group("nodes", "the drpd nodes sharing the store")
 
 
 @command("get", "", "show the server's /info", ("info",))
 def info(ctx: Context, a: Args) -> Any:
     return ctx.client.info()
+
+
+@command("list", "", "every drpd node sharing the store, with its state and heartbeat",
+         ("nodes",))
+def list_nodes(ctx: Context, a: Args) -> Any:
+    return ctx.client.json("GET", "/nodes")
 
 
 @command("token", "<name> [ttl <seconds>]", "issue a bearer token for a user", ("users",))

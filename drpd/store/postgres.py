@@ -33,6 +33,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,15 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO drpd_meta (k, v) VALUES ('seq', '0') ON CONFLICT DO NOTHING
     """,
+    """
+    CREATE TABLE IF NOT EXISTS drpd_nodes (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        started TEXT NOT NULL,
+        heartbeat TIMESTAMPTZ NOT NULL
+    )
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: one advisory lock id for every writer of every node (arbitrary constant)
@@ -84,6 +94,8 @@ KEEP_CHANGES = 100_000
 #: how long a LISTEN wait lasts before the feed looks anyway
 log = logging.getLogger("drpd.store")
 POLL_SECONDS = 1.0
+#: seconds a pooled connection may idle before it is probed on checkout
+PROBE_AFTER = 1.0
 #: waits between attempts to reach the database again after losing it
 RECONNECT_MIN = 0.5
 RECONNECT_MAX = 10.0
@@ -133,7 +145,9 @@ class PostgresStore:
         self.on_change: ChangeHook = on_change or (lambda event: None)
         self.connect_timeout = connect_timeout
         self._limiter = trio.CapacityLimiter(pool_size)
-        self._idle: queue.SimpleQueue[psycopg.Connection[Any]] = queue.SimpleQueue()
+        #: idle connections with when each was last used (time.monotonic)
+        self._idle: queue.SimpleQueue[tuple[psycopg.Connection[Any], float]] = (
+            queue.SimpleQueue())
         self._all: list[psycopg.Connection[Any]] = []
         self._all_lock = threading.Lock()
         self._lock = trio.Lock()  # local writers, one at a time (the DB lock orders nodes)
@@ -157,11 +171,36 @@ class PostgresStore:
             self._all.append(conn)
         return conn
 
-    def _with_conn(self, fn: Any, *args: Any) -> Any:
+    def _checkout(self) -> psycopg.Connection[Any]:
+        """An idle connection that still works, else a new one. One idle for a
+        while is probed first: after the database restarted it is dead, and a
+        write must not fail on it (nor be retried blind: its outcome would be
+        unknown)."""
+        while True:
+            try:
+                conn, used = self._idle.get_nowait()
+            except queue.Empty:
+                return self._connect()
+            if time.monotonic() - used < PROBE_AFTER:
+                return conn
+            try:
+                conn.execute("SELECT 1")
+                conn.rollback()
+                return conn
+            except psycopg.Error:
+                self._forget(conn)
+
+    def _forget(self, conn: psycopg.Connection[Any]) -> None:
+        with self._all_lock:
+            if conn in self._all:
+                self._all.remove(conn)
         try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
+            conn.close()
+        except psycopg.Error:
+            pass
+
+    def _with_conn(self, fn: Any, *args: Any) -> Any:
+        conn = self._checkout()
         try:
             result = fn(conn, *args)
         except BaseException:
@@ -179,12 +218,12 @@ class PostgresStore:
                         if conn in self._all:
                             self._all.remove(conn)
                 else:
-                    self._idle.put(conn)
+                    self._idle.put((conn, time.monotonic()))
             raise
         if self._closed:
             conn.close()
         else:
-            self._idle.put(conn)
+            self._idle.put((conn, time.monotonic()))
         return result
 
     async def _run(self, fn: Any, *args: Any) -> Any:
@@ -196,6 +235,33 @@ class PostgresStore:
             # (psycopg's message names host and port, never the password)
             raise Unavailable(f"the PostgreSQL store is unreachable: "
                               f"{str(exc).strip().splitlines()[0]}") from None
+
+    # -- nodes (drpd.nodes) ----------------------------------------------------
+    async def node_beat(self, node_id: str, name: str, endpoint: str, started: str) -> None:
+        """Write this node's row with the database's clock as its heartbeat."""
+        def beat(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO drpd_nodes (id, name, endpoint, started, heartbeat) "
+                    "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET "
+                    "name = EXCLUDED.name, endpoint = EXCLUDED.endpoint, "
+                    "started = EXCLUDED.started, heartbeat = now()",
+                    (node_id, name, endpoint, started))
+
+        await self._run(beat)
+
+    async def node_rows(self) -> builtins.list[tuple[str, str, str, str, str, float]]:
+        """Every node's (id, name, endpoint, started, last heartbeat, seconds
+        since it), by the database's clock: the nodes' clocks need not agree."""
+        def rows(conn: psycopg.Connection[Any]) -> builtins.list[Any]:
+            with conn.transaction():
+                return conn.execute(
+                    "SELECT id, name, endpoint, started, "
+                    "to_char(heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                    "extract(epoch FROM now() - heartbeat) FROM drpd_nodes ORDER BY name, id"
+                ).fetchall()
+
+        return [(i, n, e, s, seen, float(age)) for i, n, e, s, seen, age in await self._run(rows)]
 
     # -- lifecycle -----------------------------------------------------------
     async def open(self) -> None:

@@ -1,0 +1,116 @@
+"""The drpd nodes sharing one store, each with its heartbeat.
+
+On the embedded SQLite store there is one node, this one. On PostgreSQL
+every node writes its row of ``drpd_nodes`` (id, name, API address, when it
+started) every ``HEARTBEAT`` seconds, and reads everyone's: a node not heard
+of for ``3 * HEARTBEAT`` seconds is ``gone``. ``GET /api/v3/nodes`` and
+``drpcli nodes list`` show them; ``/info`` names the node that answered.
+(Instance ownership on top of this is the next step of issue 16.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+import trio
+
+from .models import DrpError
+
+log = logging.getLogger("drpd.nodes")
+
+#: seconds between two heartbeats of a node
+HEARTBEAT = 2.0
+#: heartbeats a node may miss before it counts as gone
+MISSED = 3
+
+
+class Node(msgspec.Struct, kw_only=True):
+    """One drpd node as ``GET /api/v3/nodes`` shows it."""
+
+    Id: str
+    Name: str
+    #: the node's API, as other nodes and clients reach it
+    Endpoint: str
+    Started: str
+    #: when it was last heard of (its own clock's heartbeat, as stored)
+    LastSeen: str
+    #: ``alive``, or ``gone`` after MISSED heartbeats without a word
+    State: str = "alive"
+    #: the node that answered this request
+    Self: bool = False
+
+
+class NodeTable(Protocol):
+    """What a store that several nodes share offers (PostgresStore)."""
+
+    async def node_beat(self, node_id: str, name: str, endpoint: str, started: str) -> None: ...
+    async def node_rows(self) -> list[tuple[str, str, str, str, str, float]]: ...
+
+
+def node_id(state_root: Path) -> str:
+    """This node's id: made once, kept in the state directory."""
+    path = state_root / "node.id"
+    try:
+        found = path.read_text().strip()
+        if found:
+            return found
+    except FileNotFoundError:
+        pass
+    made = str(uuid.uuid4())
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(made + "\n")
+    os.replace(tmp, path)
+    return made
+
+
+class Nodes:
+    """This node's heartbeat and the list of every node (cached, refreshed with it)."""
+
+    def __init__(self, me: Node, table: NodeTable | None) -> None:
+        self.me = me
+        self.table = table
+        self._known: list[Node] = []
+        self._warned = False
+
+    def list(self) -> list[Node]:  # noqa: A003 - what GET /nodes answers
+        if self.table is None or not self._known:
+            return [msgspec.structs.replace(self.me, Self=True)]
+        return [msgspec.structs.replace(n, Self=n.Id == self.me.Id) for n in self._known]
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                    ) -> None:
+        task_status.started()
+        if self.table is None:
+            return
+        while True:
+            try:
+                me = self.me
+                await self.table.node_beat(me.Id, me.Name, me.Endpoint, me.Started)
+                self._known = [
+                    Node(Id=i, Name=n, Endpoint=e, Started=s, LastSeen=seen,
+                         State="alive" if age < HEARTBEAT * MISSED else "gone")
+                    for i, n, e, s, seen, age in await self.table.node_rows()]
+                self._warned = False
+            except DrpError as exc:  # the database is away: try again next beat
+                if not self._warned:
+                    log.warning("node heartbeat: %s", exc)
+                    self._warned = True
+            await trio.sleep(HEARTBEAT)
+
+
+def this_node(state_root: Path, endpoint: str, started: str, name: str = "") -> Node:
+    return Node(Id=node_id(state_root), Name=name or socket.gethostname(), Endpoint=endpoint,
+                Started=started, LastSeen=started)
+
+
+def table_of(store: Any) -> NodeTable | None:
+    """The store's node table, when it has one (several nodes can share it)."""
+    return store if hasattr(store, "node_beat") else None
