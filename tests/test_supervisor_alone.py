@@ -132,6 +132,9 @@ class FakeHost:
     async def remember(self) -> None:
         pass
 
+    async def release(self) -> None:
+        pass
+
     async def sweep(self, marker: str) -> int:
         return 0
 

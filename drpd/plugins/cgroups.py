@@ -92,8 +92,9 @@ class CgroupTree:
         except (OSError, ValueError):
             return []
 
-    def kill(self, path: Path, *, timeout: float = 5.0) -> int:
-        """End every process in the cgroup and remove it; how many there were."""
+    def kill(self, path: Path, *, timeout: float = 5.0, remove: bool = True) -> int:
+        """End every process in the cgroup, wait until it is empty and (with
+        ``remove``) remove it; how many processes there were."""
         found = self.pids(path)
         if not found and not path.exists():
             return 0
@@ -106,6 +107,10 @@ class CgroupTree:
         deadline = time.monotonic() + timeout
         while True:
             try:
+                if not remove:
+                    if self.pids(path):
+                        raise OSError("not empty yet")
+                    break
                 path.rmdir()  # only an empty cgroup can go
                 break
             except FileNotFoundError:

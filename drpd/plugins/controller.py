@@ -351,6 +351,8 @@ class PluginController:
             exit_event = self._retiring.pop(sup, None)
             if exit_event is not None and not self.shutting_down:
                 self._tokens.pop(name, None)
+                with trio.CancelScope(shield=True):
+                    await sup.host.release()  # its cgroup, if it had one
                 scratch = self.scratch_root / name
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(

@@ -63,6 +63,10 @@ class Host(Protocol):
         from it (``lineage``); how many there were."""
         ...
 
+    async def release(self) -> None:
+        """The instance is gone for good: free what its starts shared (its cgroup)."""
+        ...
+
     async def remove(self, path: Path) -> None:
         """Remove a directory tree (the start's sockets)."""
         ...
@@ -81,7 +85,11 @@ class OsHost:
         self.cgroups = cgroups
         #: the user providers run as (``provider_user``), None: drpd's own
         self.user = user
-        #: start marker -> its cgroup
+        #: this instance's cgroup, made at its first start and kept for the
+        #: next ones (making and removing a cgroup costs milliseconds), so
+        #: a restart costs one ``cgroup.kill``; removed by ``release``
+        self._group: Path | None = None
+        #: start marker -> its cgroup (the instance's, while that start runs)
         self._groups: dict[str, Path] = {}
         #: starts no cgroup holds (none could be made): found by ancestry
         self._ungrouped: set[str] = set()
@@ -108,12 +116,13 @@ class OsHost:
             # the shell joins the cgroup as drpd's user (only it may move a
             # process there), then becomes the provider's user, then execs
             try:
-                group = await trio.to_thread.run_sync(self.cgroups.make, marker)
+                group = (self._group if self._group is not None
+                         else await trio.to_thread.run_sync(self.cgroups.make, marker))
             except OSError as exc:
                 logging.getLogger("drpd.plugins").warning(
                     "no cgroup for %s (%s): its processes are found by ancestry", marker, exc)
             else:
-                self._groups[marker] = group
+                self._group = self._groups[marker] = group
                 argv = [*TRAMPOLINE, str(group), *drop, *argv]
                 as_user = {}
         process = await trio.lowlevel.open_process(
@@ -138,11 +147,17 @@ class OsHost:
         cgroups = self.cgroups
 
         def both() -> int:
-            if cgroups is not None and group is not None:
-                return cgroups.kill(group) + kill_marked(INSTANCE_VAR, marker)
+            if cgroups is not None and group is not None:  # emptied, kept for the next start
+                return cgroups.kill(group, remove=False) + kill_marked(INSTANCE_VAR, marker)
             return kill_marked(INSTANCE_VAR, marker) + self.lineage.kill(marker)
 
         return await trio.to_thread.run_sync(both)
+
+    async def release(self) -> None:
+        """The instance is gone: remove its cgroup (emptied first)."""
+        group, self._group = self._group, None
+        if group is not None and self.cgroups is not None:
+            await trio.to_thread.run_sync(self.cgroups.kill, group)
 
     async def remove(self, path: Path) -> None:
         await trio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
