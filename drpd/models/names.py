@@ -29,6 +29,7 @@ def is_valid_param_name(name: str) -> bool:
 #: in KINDS.
 FIXED_ROUTES = frozenset({
     "healthz", "info", "events", "files", "ws", "system", "metrics", "openapi.json", "indexes", "catalog",
+    "nodes",
     "api-plugin", "api-server-plugin", "api-plugin-server",
 })
 

@@ -205,10 +205,14 @@ class PostgresStore:
             result = fn(conn, *args)
         except BaseException:
             if conn.closed or conn.broken:
-                with self._all_lock:
-                    if conn in self._all:
-                        self._all.remove(conn)
-                conn.close()
+                self._forget(conn)
+                # the server went away: its other connections are as dead, and
+                # the next write must not be the one to find out
+                while True:
+                    try:
+                        self._forget(self._idle.get_nowait()[0])
+                    except queue.Empty:
+                        break
             else:
                 try:
                     conn.rollback()
