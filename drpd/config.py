@@ -61,7 +61,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     provider_cgroups: bool = True
     #: run providers (define, unpack, serve) as this user (name or uid), so
     #: they cannot read drpd's keys and store; needs drpd to run as root.
-    #: Empty: providers run as drpd's own user
+    #: Empty: drpd-provider when drpd runs as root and that user exists
+    #: (systemd/drpd.sysusers.conf makes it), else drpd's own user
     provider_user: str = ""
     #: where objects are stored: empty for the embedded SQLite file in the
     #: state directory, or ``postgresql://user:password@host:port/db`` for a

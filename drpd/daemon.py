@@ -357,7 +357,10 @@ class Daemon:
             raise StartupError(str(exc)) from None
         if provider_user is None and os.geteuid() == 0:
             log.warning("providers run as root and can read drpd's keys and store: set "
-                        "provider_user to run them as an unprivileged user")
+                        "provider_user (or create the user drpd-provider) to run them as "
+                        "an unprivileged user")
+        elif provider_user is not None:
+            log.info("providers run as user %s (uid %d)", provider_user.name, provider_user.uid)
         try:
             sockets_dir = runtime_dir(self.state.root, for_others=provider_user is not None)
             await trio.to_thread.run_sync(prepare_runtime_dir, sockets_dir)

@@ -89,3 +89,18 @@ async def test_providers_run_as_provider_user_and_cannot_read_drpds_secrets(
 async def test_an_unknown_provider_user_stops_drpd_with_a_clear_message(state: Path) -> None:
     with pytest.raises(RuntimeError, match="provider_user 'no-such-user-x': no such user"):
         DrpdProcess(state, "--provider-user", "no-such-user-x", start_timeout=15).start()
+
+
+def test_a_root_drpd_picks_the_provider_user_on_its_own(
+        provider_user: pwd.struct_passwd) -> None:
+    """Unset, a root drpd uses the dedicated user (drpd-provider; here the
+    test's) when it exists, and falls back to its own user when it does not."""
+    from drpd.plugins.identity import DEFAULT_USER, resolve
+
+    assert DEFAULT_USER == "drpd-provider"
+    picked = resolve("", default=USER)
+    assert picked is not None and (picked.name, picked.uid) == (USER, provider_user.pw_uid)
+    assert resolve("", default="no-such-user-x") is None
+    # an explicit setting wins over the default
+    named = resolve(USER, default="no-such-user-x")
+    assert named is not None and named.uid == provider_user.pw_uid

@@ -49,10 +49,27 @@ class ProviderUser:
         os.chown(path, self.uid, self.gid)
 
 
-def resolve(setting: str) -> ProviderUser | None:
-    """The user named (or numbered) by ``provider_user``; None when unset."""
+#: the user systemd-sysusers makes for providers (systemd/drpd.sysusers.conf)
+DEFAULT_USER = "drpd-provider"
+
+
+def resolve(setting: str, *, default: str = DEFAULT_USER) -> ProviderUser | None:
+    """The user named (or numbered) by ``provider_user``.
+
+    Unset, drpd running as root uses ``default`` (``drpd-provider``) when
+    that user exists: an operator who installed it wants providers kept
+    from drpd's keys, and a root drpd should never hand providers root.
+    Otherwise (not root, or no such user) None: providers run as drpd's
+    user, and a root drpd warns about it.
+    """
     if not setting:
-        return None
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(default)
+        except KeyError:
+            return None
+        setting = default
     try:
         entry = pwd.getpwuid(int(setting)) if setting.isdigit() else pwd.getpwnam(setting)
     except (KeyError, ValueError):
