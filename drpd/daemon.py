@@ -274,6 +274,9 @@ class Daemon:
                     await self._shutdown(nursery, controller, controller_scope, controller_done,
                                          listeners_stop)
                     background.cancel()
+                    # what is left runs until cancelled: the store's change feed
+                    # and the node heartbeat (the plugin side stopped above)
+                    nursery.cancel_scope.cancel()
             finally:
                 self.running = False
                 with trio.CancelScope(shield=True):

@@ -29,7 +29,10 @@ async def test_drpd_serves_from_postgresql(tmp_path: Path, pg_url: str,
     url = with_password(pg_url)
     state = tmp_path / "state"
     install(state / "plugins", "sdk_echo")
-    with DrpdProcess(state, "--store", url, env={"DRPD_STOP_GRACE": "2"}) as drpd:
+    # a stop must not wait for shutdown_timeout (the feed and heartbeat tasks
+    # are cancelled once the ordered shutdown is done): restart() gives it 30 s
+    env = {"DRPD_STOP_GRACE": "2", "DRPD_SHUTDOWN_TIMEOUT": "120"}
+    with DrpdProcess(state, "--store", url, env=env) as drpd:
         async with api_client(drpd) as api:
             r = await api.post("/machines", json={"Name": "pg-m1"})
             assert r.status_code == 201, r.text
