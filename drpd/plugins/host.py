@@ -89,8 +89,6 @@ class OsHost:
         #: next ones (making and removing a cgroup costs milliseconds), so
         #: a restart costs one ``cgroup.kill``; removed by ``release``
         self._group: Path | None = None
-        #: start marker -> its cgroup (the instance's, while that start runs)
-        self._groups: dict[str, Path] = {}
         #: starts no cgroup holds (none could be made): found by ancestry
         self._ungrouped: set[str] = set()
 
@@ -110,6 +108,7 @@ class OsHost:
     async def spawn(self, argv: list[str], *, env: Mapping[str, str],
                     cwd: Path) -> ProviderProcess:
         marker = env.get(INSTANCE_VAR, "")
+        grouped = False
         as_user = spawn_options(self.user)
         drop = self.user.drop_argv() if self.user is not None else []
         if self.cgroups is not None and marker and drop is not None:
@@ -122,14 +121,15 @@ class OsHost:
                 logging.getLogger("drpd.plugins").warning(
                     "no cgroup for %s (%s): its processes are found by ancestry", marker, exc)
             else:
-                self._group = self._groups[marker] = group
+                self._group = group
+                grouped = True
                 argv = [*TRAMPOLINE, str(group), *drop, *argv]
                 as_user = {}
         process = await trio.lowlevel.open_process(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=str(cwd), env=dict(env), start_new_session=True, **as_user,
         )
-        if marker not in self._groups:  # no cgroup holds this start: ancestry must
+        if not grouped:  # no cgroup holds this start: ancestry must
             self._ungrouped.add(marker)
             self.lineage.add_root(process.pid, marker or f"pid:{process.pid}")
         return process
@@ -142,7 +142,7 @@ class OsHost:
             await trio.to_thread.run_sync(self.lineage.update)
 
     async def sweep(self, marker: str) -> int:
-        group = self._groups.pop(marker, None)
+        group = None if marker in self._ungrouped else self._group
         self._ungrouped.discard(marker)
         cgroups = self.cgroups
 
