@@ -49,6 +49,7 @@ import msgspec
 import trio
 
 from .models import TooManyRequests, Unauthorized
+from .models.objects import Claim
 
 _T = TypeVar("_T")
 
@@ -121,22 +122,26 @@ def is_loopback(host: str) -> bool:
 PROVIDER_PRINCIPAL = "plugin_provider:"
 
 
-class TokenClaims(msgspec.Struct, kw_only=True):
+class TokenClaims(msgspec.Struct, kw_only=True, omit_defaults=True):
     u: str  # user or "plugin:<instance>"
     e: int = 0  # expiry, unix seconds; 0 never
     i: str = ""  # plugin instance name for instance tokens
     n: str = ""  # nonce, so two tokens issued in the same second differ
+    #: a narrowed token's claims as (scope, action, specific); None: all its user holds
+    c: list[tuple[str, str, str]] | None = None
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts as. Roles and claims (issue 17) belong here."""
+    """Who a request acts as; what it may do is drpd.access's answer."""
 
     name: str
     #: the plugin instance a provider's token names
     plugin: str = ""
     #: how it was shown: "basic" or "token"
     via: str = ""
+    #: a narrowed token's own claims (None: everything its user holds)
+    claims: tuple[Claim, ...] | None = None
 
 
 class UserSecrets(Protocol):
@@ -250,10 +255,17 @@ class Authenticator:
         self.client_failures = FailureTable(allowed=failures_allowed * 4, backoff_max=backoff_max)
 
     # -- tokens ------------------------------------------------------------
-    def issue(self, user: str, ttl: int | None, *, instance: str = "") -> str:
-        """A token for ``user`` (or for plugin ``instance``), valid ``ttl`` seconds."""
+    def issue(self, user: str, ttl: int | None, *, instance: str = "",
+              claims: list[Claim] | None = None) -> str:
+        """A token for ``user`` (or for plugin ``instance``), valid ``ttl`` seconds,
+        holding only ``claims`` when given (never more than its user, drpd.access)."""
         expiry = 0 if ttl is None else int(time.time()) + ttl
-        claims = TokenClaims(u=user, e=expiry, i=instance, n=secrets.token_hex(4))
+        narrowed = None if claims is None else [(c.scope, c.action, c.specific) for c in claims]
+        token_claims = TokenClaims(u=user, e=expiry, i=instance, n=secrets.token_hex(4),
+                                   c=narrowed)
+        return self._signed(token_claims)
+
+    def _signed(self, claims: TokenClaims) -> str:
         # a token for an owner that does not exist is made, and never accepted
         binding = self._binding(claims) or b"-"
         payload = _b64(self._encoder.encode(claims))
@@ -295,7 +307,9 @@ class Authenticator:
             raise Unauthorized("invalid token")
         if claims.e and claims.e < time.time():
             raise Unauthorized("token expired")
-        return Principal(claims.u, claims.i, "token")
+        narrowed = None if claims.c is None else tuple(
+            Claim(scope=s, action=a, specific=p) for s, a, p in claims.c)
+        return Principal(claims.u, claims.i, "token", narrowed)
 
     # -- passwords ---------------------------------------------------------
     async def hash_password(self, password: str) -> str:

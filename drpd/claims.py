@@ -23,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import msgspec
+from .models.objects import Claim
+
+__all__ = ["Claim", "ClaimSet", "SUPERUSER", "problems", "register_scope"]
 
 BASIC_ACTIONS = frozenset({"list", "get", "create", "delete", "actions", "update", "action"})
 #: scopes that are API paths rather than object prefixes, with their actions
@@ -64,21 +66,16 @@ def _scopes() -> dict[str, frozenset[str]]:
 ALL_SCOPES: dict[str, frozenset[str]] = _scopes()
 
 
+#: bumped with each new scope: claims compiled before it (``*``) must be compiled again
+generation = 0
+
+
 def register_scope(prefix: str) -> None:
     """Make a provider's object type a scope, with the basic actions and secure ones."""
+    global generation
     if prefix not in ALL_SCOPES:
         ALL_SCOPES[prefix] = BASIC_ACTIONS | {"getSecure", "updateSecure"}
-
-
-class Claim(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
-    """DRP's Claim, with its JSON field names (lower case, as DRP writes them)."""
-
-    scope: str = ""
-    action: str = ""
-    specific: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.scope} {self.action} {self.specific}"
+        generation += 1
 
 
 def _csv(text: str) -> frozenset[str] | None:
@@ -174,23 +171,41 @@ def compiled_contains(have: Compiled, want: Compiled) -> bool:
     return True
 
 
+def _is_everything(claim: Claim) -> bool:
+    return claim.scope.strip() == "*" and claim.action.strip() == "*" \
+        and claim.specific.strip() == "*"
+
+
 class ClaimSet:
     """The claims a principal holds (from its roles, or a token's own list)."""
 
     def __init__(self, claims: Iterable[Claim]) -> None:
         self.claims = tuple(claims)
         self._compiled = tuple(compile_claim(c) for c in self.claims)
+        #: holds the superuser claim: every check passes without looking further
+        self.everything = any(_is_everything(c) for c in self.claims)
+
+    def __or__(self, other: ClaimSet) -> ClaimSet:
+        """Both sets' claims (compiled once: the parts are reused)."""
+        joined = ClaimSet(())
+        joined.claims = self.claims + other.claims
+        joined._compiled = self._compiled + other._compiled
+        joined.everything = self.everything or other.everything
+        return joined
 
     def allows(self, scope: str, action: str, specific: str) -> bool:
+        if self.everything:
+            return True
         want = compile_claim(Claim(scope=scope, action=action, specific=specific))
         if not want.scopes:
             # an unknown scope: only a scope-wide star reaches it
-            return any(c.scope.strip() == "*" and c.action.strip() == "*"
-                       and c.specific.strip() == "*" for c in self.claims)
+            return False
         return any(compiled_contains(have, want) for have in self._compiled)
 
     def contains(self, other: ClaimSet) -> bool:
         """Every claim of ``other`` is within one of ours (may ``self`` grant ``other``?)."""
+        if self.everything:
+            return True
         return all(any(compiled_contains(have, want) for have in self._compiled)
                    for want in other._compiled)
 

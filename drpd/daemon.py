@@ -32,6 +32,7 @@ import msgspec
 import trio
 
 from . import __version__, metrics
+from .access import Authorizer, ensure_builtin_roles
 from .auth import Authenticator, is_loopback, load_or_create_key
 from .backup import KEEP_SUFFIX, BackupError, backup, match_owner, restore
 from .bus import EventBus
@@ -389,6 +390,10 @@ class Daemon:
 
         nodes = Nodes(this_node(self.state.root, self.endpoint, now_rfc3339(), settings.node_name),
                       table_of(self.store))
+        await ensure_builtin_roles(self.store)
+        access = Authorizer(self.store, controller.actions.inflight,
+                            default_user=auth.default_user)
+        access.bind_providers(registry.providers.get)
         context = ApiContext(
             settings=settings, store=self.store, bus=self.bus, auth=auth,
             api_port=self.api_port, static_port=self.static_port, version=__version__,
@@ -396,7 +401,7 @@ class Daemon:
             info_errors=[NO_TLS_GO_EVENTS] if settings.no_tls else [],
             files_dir=self.state.files, metrics=self.metrics, params=params, content=content,
             secure=secure, plugins=controller, hooks={"plugins": PluginsHooks(controller)},
-            nodes=nodes,
+            nodes=nodes, access=access,
         )
         self.app = create_app(context)
 
@@ -713,8 +718,9 @@ async def set_password(settings: Settings, user: str, password: str) -> None:
             hashed = await trio.to_thread.run_sync(hash_password, password)
             if store.get("users", user) is None:
                 await store.create(
+                    # the host's administrator makes an administrator
                     "users", User(Name=user, PasswordHash=hashed, Secret=new_secret(), Validated=True,
-                                 Available=True),
+                                 Available=True, Roles=["superuser"]),
                     principal="drpd-passwd",
                 )
             else:

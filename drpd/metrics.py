@@ -77,6 +77,10 @@ class Metrics:
         self.api_seconds = Histogram(
             "drpd_api_request_duration_seconds", "Time to answer an API request.",
             ["method", "route"], buckets=API_BUCKETS, registry=self.registry)
+        self.denied = Counter(
+            "drpd_api_denied",
+            "Requests refused for a missing claim (403), by the claim's scope and action.",
+            ["scope", "action"], registry=self.registry)
         self.state = StateCollector()
         self.registry.register(self.state)
         if process:

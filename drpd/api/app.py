@@ -6,6 +6,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from ..access import Authorizer
 from ..metrics import Metrics
 from ..models import DrpError, NotFound
 from . import (
@@ -14,6 +15,7 @@ from . import (
     contents,
     events,
     files,
+    guard,
     metrics,
     objects,
     plugins,
@@ -40,6 +42,8 @@ def create_app(context: ApiContext) -> QuartTrio:
     app.config["BODY_TIMEOUT"] = context.settings.body_timeout
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    if context.access is None:
+        context.access = Authorizer(context.store, default_user=context.auth.default_user)
     # metrics (issue 7): request counts by URL rule, GET /api/v3/metrics;
     # first, so that requests refused by authenticate are timed too
     metrics.instrument(app, context.metrics or Metrics(process=False))
@@ -58,6 +62,8 @@ def create_app(context: ApiContext) -> QuartTrio:
             request.headers.get("Authorization"), request.args.get("token"),
             request.remote_addr,
         )
+        if request.routing_exception is None:
+            guard.check_route()
 
     @app.before_websocket
     async def authenticate_ws() -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..access import Authorizer
 from ..auth import Authenticator
 from ..bus import EventBus
 from ..config import Settings
@@ -63,6 +64,8 @@ class ApiContext:
     metrics: Metrics | None = None
     #: the drpd nodes sharing the store (drpd.nodes.Nodes)
     nodes: NodesView | None = None
+    #: what each principal may do (made by create_app when not given)
+    access: Authorizer | None = None
     #: extra sub-resource handlers: (prefix, name) -> handler
     extras: dict[tuple[str, str], Any] = field(default_factory=dict)
 

@@ -16,10 +16,13 @@ upgraded. ``?since=<Seq>`` makes the connection resume (see ``Feed``); a
 
 from __future__ import annotations
 
-import trio
-from quart import Blueprint, Response, websocket
+from collections.abc import Callable
 
-from ..bus import Feed, Notice
+import trio
+from quart import Blueprint, Response, g, websocket
+
+from ..bus import Entry, Feed, Notice
+from ..claims import ALL_SCOPES, ClaimSet
 from ..models import BadRequest, Error, Event, PayloadTooLarge, decode_as
 from ..patterns import PatternError, parse_command
 from .objects import ctx, json_response, max_depth, principal, read_body
@@ -72,14 +75,31 @@ async def ws() -> None:
     c = ctx()
     since = _since()
     await websocket.accept()
+    assert c.access is not None
+    access, who = c.access, g.principal
+    # a superuser sees everything; anyone else each event it may ``get``
+    # (asked again per event: roles and in-flight actions change)
+    sees: Callable[[Event], bool] | None = None
+    if not access.rights(who).everything:
+        def sees(event: Event) -> bool:
+            return visible_event(access.rights(who), event)
     with c.bus.feed(since=since) as feed:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_send_loop, feed, nursery.cancel_scope)
+            nursery.start_soon(_send_loop, feed, nursery.cancel_scope, sees)
             await _receive_loop(feed)
             nursery.cancel_scope.cancel()
 
 
-async def _send_loop(feed: Feed, scope: trio.CancelScope) -> None:
+def visible_event(held: ClaimSet, event: Event) -> bool:
+    """An event about an object shows to whom may get it; others (a Type that
+    is no scope: posted events) to everyone, as DRP's websocket does."""
+    if event.Type not in ALL_SCOPES:
+        return True
+    return held.allows(event.Type, "get", event.Key)
+
+
+async def _send_loop(feed: Feed, scope: trio.CancelScope,
+                     sees: Callable[[Event], bool] | None = None) -> None:
     """The only task that writes to this socket; a slow reader blocks it alone.
 
     When drpd shuts down the bus ends the feed: the connection is closed with
@@ -92,6 +112,8 @@ async def _send_loop(feed: Feed, scope: trio.CancelScope) -> None:
             await websocket.close(GOING_AWAY, "drpd is shutting down")
             scope.cancel()
             return
+        if sees is not None and isinstance(item, Entry) and not sees(item.event):
+            continue
         await websocket.send(item.text())
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..auth import hash_password, new_secret
-from ..models import Forbidden, Unprocessable
+from ..access import effective_roles
+from ..auth import DEFAULT_USER, hash_password, new_secret
+from ..models import Conflict, Forbidden, Unprocessable
 from ..store import Record
 from .context import ApiContext
 
@@ -43,7 +44,7 @@ class KindRules:
                           principal: str) -> None:
         """Act on a committed write."""
 
-    def check_delete(self, key: str) -> None:
+    def check_delete(self, api: ApiContext, key: str) -> None:
         """Raise to refuse deleting ``key``."""
 
     def fill_put(self, new: Any, key: str) -> None:
@@ -53,8 +54,17 @@ class KindRules:
 class UserRules(KindRules):
     hashes_passwords = True
 
+    def present(self, api: ApiContext, data: dict[str, Any], args: Mapping[str, str]) -> None:
+        if data.get("Roles") is None:
+            data["Roles"] = ["superuser"]  # stored before drpd had roles (drpd.access)
+
     def finish(self, api: ApiContext, old: Any | None, new: Any,
                hashed: Mapping[str, str]) -> None:
+        if new.Roles is None:
+            # not given: a change keeps the user's roles, a new user gets none
+            # (``rocketskates`` gets superuser, as in DRP); check_write then
+            # asks whether the writer may give them
+            new.Roles = effective_roles(old) if old is not None else new_user_roles(new.Name)
         if new.Password:
             new.PasswordHash = hashed.get(new.Password) or hash_password(new.Password)
             new.Password = ""
@@ -110,8 +120,18 @@ class ProviderRules(KindRules):
         present_provider(api, data, args)
 
 
+class RoleRules(KindRules):
+    def check_delete(self, api: ApiContext, key: str) -> None:
+        holders = [r.obj.Name for r in api.store.list("users") if key in effective_roles(r.obj)]
+        if holders:
+            shown = ", ".join(holders[:5]) + (f" and {len(holders) - 5} more"
+                                              if len(holders) > 5 else "")
+            raise Conflict(f"role {key} is held by users {shown}: take it from them first",
+                           model="roles", key=key)
+
+
 class ProfileRules(KindRules):
-    def check_delete(self, key: str) -> None:
+    def check_delete(self, api: ApiContext, key: str) -> None:
         if key == GLOBAL_PROFILE:
             raise Forbidden("the global profile always exists: empty its Params instead",
                             model=PROFILES, key=key)
@@ -136,12 +156,18 @@ def present_provider(api: ApiContext, data: dict[str, Any], args: Mapping[str, s
 _NONE = KindRules()
 RULES: dict[str, KindRules] = {
     "users": UserRules(),
+    "roles": RoleRules(),
     "plugins": PluginRules(),
     "machines": MachineRules(),
     "params": ParamRules(),
     "plugin_providers": ProviderRules(),
     PROFILES: ProfileRules(),
 }
+
+
+def new_user_roles(name: str) -> list[str]:
+    """The roles of a user created without ``Roles``: none, but DRP's default admin."""
+    return ["superuser"] if name == DEFAULT_USER else []
 
 
 def rules_for(prefix: str) -> KindRules:

@@ -30,6 +30,7 @@ from ..models import (
 from ..models.depth import too_deep
 from ..models.names import is_valid_param_name
 from ..store import Record, public_view
+from . import guard
 from .context import ApiContext
 from .kind_rules import PROFILES, aggregate_layers, rules_for
 from .kind_rules import present_provider as _present_provider
@@ -112,6 +113,7 @@ def show(kind: Kind, record: Record) -> dict[str, Any]:
     data = public_view(kind.prefix, record.obj)
     secure = ctx().secure
     if secure is not None and decoding() and isinstance(data.get("Params"), dict):
+        guard.check_reveal(kind, kind.key_of(record.obj))
         data["Params"] = secure.reveal_params(data["Params"])
     hooks = ctx().hooks.get(kind.prefix)
     if hooks is not None:
@@ -198,6 +200,7 @@ def finish(kind: Kind, old: Any | None, new: Any, hashed: dict[str, str] | None 
                     raise Unprocessable(problem, model=kind.prefix, key=kind.key_of(new))
         if secure is not None:
             new.Params = secure.seal_params(new.Params)
+    guard.check_write(kind, old, new)  # on what would be stored, before it is
     hooks = ctx().hooks.get(kind.prefix)
     if hooks is not None:
         new = hooks.prepare(old, new)
@@ -230,7 +233,11 @@ async def collection(prefix: str) -> Response:
     await read_body()
     from .queries import list_headers, run_list
 
-    result = run_list(kind, ctx().store.list(prefix),
+    records = ctx().store.list(prefix)
+    if not guard.sees_all(kind):
+        # a list shows what the principal may get, as DRP's does
+        records = [r for r in records if guard.visible(kind, kind.key_of(r.obj))]
+    result = run_list(kind, records,
                       show_aggregated if kind.has_params and aggregating() else show,
                       request.args)
     response = json_response(result.items)
@@ -301,7 +308,7 @@ async def item(prefix: str, rest: str) -> Response:
         if getattr(record.obj, "Locked", False):
             raise Forbidden(f"{prefix} {key} is locked: unlock it before deleting it",
                             model=prefix, key=key)
-        rules_for(kind.prefix).check_delete(kind.key_of(record.obj))
+        rules_for(kind.prefix).check_delete(ctx(), kind.key_of(record.obj))
         deleted = await ctx().store.delete(prefix, kind.key_of(record.obj),
                                            principal=principal(), if_rev=if_match())
         await after_write(kind, "delete", deleted, None)

@@ -8,9 +8,10 @@ import time
 from typing import Any
 
 import msgspec
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, g, request
 
-from ..auth import DEFAULT_USER
+from ..auth import DEFAULT_USER, MAX_TOKEN
+from ..claims import Claim, problems
 from ..models import (
     BadRequest,
     Info,
@@ -22,6 +23,7 @@ from ..models import (
     decode_as,
 )
 from ..store import public_view
+from . import guard
 from .objects import ctx, finish, json_response, prehash, principal, read_body, resolve
 
 bp = Blueprint("system", __name__)
@@ -90,7 +92,48 @@ async def user_token(kind: Kind, key: str, rest: list[str]) -> Response:
         # surprised by a token that ends sooner (DRP has no cap to follow)
         raise Unprocessable(f"ttl {ttl} s is longer than this drpd allows "
                             f"(max_token_ttl {c.settings.max_token_ttl} s)", model="users", key=key)
-    return json_response(TokenResponse(Token=c.auth.issue(key, ttl), Info=info()))
+    claims = token_claims(key)
+    token = c.auth.issue(key, ttl, claims=claims)
+    if len(token) > MAX_TOKEN:
+        raise Unprocessable(f"a token with these {len(claims or ())} claims would be too long: "
+                            "ask for fewer (roles=, or scope/action/specific)",
+                            model="users", key=key)
+    return json_response(TokenResponse(Token=token, Info=info()))
+
+
+def token_claims(user: str) -> list[Claim] | None:
+    """What a new token of ``user`` holds (None: all the user holds, at each use).
+
+    DRP's narrowing: ``?roles=a,b`` and/or ``?scope=&action=&specific=``
+    name what the token may do; what its user does not hold is dropped
+    silently. A token made for somebody else never holds more than its
+    maker either (so a ``token`` claim on ``rocketskates`` is no way to
+    superuser), and always lists its claims.
+    """
+    c = ctx()
+    assert c.access is not None
+    args = request.args
+    wanted: list[Claim] | None = None
+    if args.get("roles"):
+        wanted = []
+        for name in (n.strip() for n in args["roles"].split(",") if n.strip()):
+            role = c.store.get("roles", name)
+            if role is None:
+                raise Unprocessable(f"no such role {name!r}", model="users", key=user)
+            wanted.extend(role.obj.Claims or ())
+    if any(args.get(name) for name in ("scope", "action", "specific")):
+        claim = Claim(scope=args.get("scope") or "*", action=args.get("action") or "*",
+                      specific=args.get("specific") or "*")
+        found = problems(claim)
+        if found:
+            raise Unprocessable("; ".join(found), model="users", key=user)
+        wanted = [*(wanted or ()), claim]
+    held = c.access.user(user)
+    if user == g.principal.name and not g.principal.plugin and g.principal.claims is None:
+        return None if wanted is None else list(held.narrowed_to(wanted).claims)
+    maker = guard.rights()
+    base = list(held.claims) if wanted is None else list(held.narrowed_to(wanted).claims)
+    return list(maker.narrowed_to(base).claims)
 
 
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}

@@ -25,7 +25,8 @@ _SUMMARIES = {
     "machines": "machines (keyed by Uuid; Name:<name> works too) and their params",
     "params": "param definitions: type schema, documentation, secure flag",
     "profiles": "profiles: named sets of params",
-    "users": "API users, their tokens and passwords",
+    "users": "API users, their roles, tokens and passwords",
+    "roles": "roles: named lists of claims that users hold",
     "plugins": "plugin instances: a provider plus params, supervised by drpd",
     "plugin_providers": "installed plugin provider executables",
     "contents": "content bundles",
@@ -47,7 +48,7 @@ DEFAULT_WAIT = 86400.0
 #: DRP's singular names, as ``destroy`` prints them
 SINGULAR = {
     "machines": "machine", "params": "param", "profiles": "profile", "users": "user",
-    "plugins": "plugin", "plugin_providers": "plugin_provider", "contents": "content",
+    "roles": "role", "plugins": "plugin", "plugin_providers": "plugin_provider", "contents": "content",
     "tasks": "task", "stages": "stage", "bootenvs": "bootenv", "templates": "template",
     "workflows": "workflow",
 }

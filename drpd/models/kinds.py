@@ -105,6 +105,7 @@ KINDS: dict[str, Kind] = {
         Kind("params", o.Param, param_key=True),
         Kind("profiles", o.Profile, has_params=True),
         Kind("users", o.User),
+        Kind("roles", o.Role),
         Kind("plugins", o.Plugin, has_params=True),
         Kind("plugin_providers", o.PluginProvider, writable=False),
         Kind("contents", o.Content, key_field="meta.Name"),

@@ -148,6 +148,21 @@ class User(Base, kw_only=True):
     #: token secret (DRP's field): mixed into every token of this user and
     #: renewed with each password change, which so ends them all; never shown
     Secret: str = ""
+    #: the roles whose claims the user holds (DRP's field). None only on a
+    #: user stored before drpd had roles: it holds ``superuser``, as it could
+    #: do everything then (drpd.access); every write stores a list
+    Roles: Strs = None
+
+
+class Claim(GoStruct, kw_only=True):
+    """DRP's ``Claim`` (lower-case JSON names, as in DRP); drpd.claims checks them."""
+
+    scope: str = ""
+    action: str = ""
+    specific: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.action} {self.specific}"
 
 
 class PluginRuntime(Struct, kw_only=True):
@@ -174,6 +189,10 @@ class Plugin(Base, kw_only=True):
     #: provider's token is bound to it, so a later instance of the same name
     #: does not accept an earlier one's token
     Secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    #: drpd's own: claims the operator grants this instance's provider token
+    #: beyond the least-privilege set (docs/security.md); only ever given by
+    #: someone who holds them
+    ExtraClaims: list[Claim] | None = None
 
 
 class AvailableAction(GoStruct, kw_only=True):
@@ -201,6 +220,9 @@ class PluginProvider(Struct, kw_only=True):
     RequiredParams: list[str] | None = None
     OptionalParams: list[str] | None = None
     StoreObjects: dict[str, Any] | None = None
+    #: drpd's own: claims the provider needs beyond its least-privilege token,
+    #: shown to the operator, who grants them on an instance (Plugin.ExtraClaims)
+    ExtraClaims: list[Claim] | None = None
     Documentation: str = ""
     Content: str = ""
     Size: int = 0
@@ -283,12 +305,13 @@ class TemplateInfo(GoStruct, kw_only=True):
 TemplateInfos = list[TemplateInfo] | None
 
 
-class Claim(GoStruct, kw_only=True):
-    """DRP's ``Claim`` (lower-case JSON names, as in DRP)."""
+class Role(Base, kw_only=True):
+    """DRP's Role: a named list of claims users hold (drpd.claims, drpd.access)."""
 
-    scope: str = ""
-    action: str = ""
-    specific: str = ""
+    Name: str = ""
+    Description: str = ""
+    Documentation: str = ""
+    Claims: list[Claim] | None = field(default_factory=list)
 
 
 class Task(Base, kw_only=True):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ import msgspec
 import trio
 
 from .. import wire
+from ..access import InFlight, target_key
 from ..config import Settings
 from ..http11 import HTTPError
 from ..models import (
@@ -76,6 +78,8 @@ class ActionDispatcher:
     reveal: Callable[[dict[str, Any]], dict[str, Any]]
     #: called after each call (metrics)
     observers: list[Observer] = field(default_factory=list)
+    #: the objects actions run on now: the provider's token may write them meanwhile
+    inflight: InFlight = field(default_factory=InFlight)
 
     def _provider(self, name: str) -> PluginProvider | None:
         record = self.store.get("plugin_providers", name)
@@ -182,8 +186,10 @@ class ActionDispatcher:
         timeout = self.settings.action_timeout
         started = time.monotonic()
         status = 500
+        key = target_key(offer.action.Model, target_json)
+        acting = self.inflight.acting(sup.name, offer.action.Model, key) if key else nullcontext()
         try:
-            with sup.action_slot() as client:
+            with acting, sup.action_slot() as client:
                 with trio.move_on_after(timeout) as scope:
                     try:
                         status, body = await client.request("POST", wire.ACTION_PATH,

@@ -35,6 +35,7 @@ import trio
 
 from ..config import Settings
 from ..content import ContentService, parse_bundle
+from ..claims import register_scope
 from ..models import (
     KINDS,
     BadRequest,
@@ -468,6 +469,8 @@ class ProviderRegistry:
         for prefix in store.stored_prefixes():
             if prefix not in store.kinds:
                 store.add_kind(extended_kind(prefix, {}, provider="", writable=False))
+        for prefix in store.kinds:
+            register_scope(prefix)  # a claim may name it (drpd.claims)
 
 def _tree_size(root: Path) -> int:
     """Bytes of the regular files under ``root`` (symlinks not followed)."""
