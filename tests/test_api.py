@@ -254,7 +254,7 @@ async def test_auth(shared_drpd: DrpdProcess) -> None:
 
 
 async def test_users_and_passwords(api: httpx.AsyncClient, shared_drpd: DrpdProcess) -> None:
-    r = await api.post("/users", json={"Name": "alice", "Password": "pw1"})
+    r = await api.post("/users", json={"Name": "alice", "Password": "pw1", "Roles": ["read-only"]})
     assert r.status_code == 201 and "PasswordHash" not in r.json()
     async with api_client(shared_drpd, auth=("alice", "pw1")) as alice:
         assert (await alice.get("/info")).status_code == 200

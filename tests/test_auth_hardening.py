@@ -99,7 +99,7 @@ def test_passwordless_user_does_not_satisfy_the_bind_guard(tmp_path: Path) -> No
 
 # -- 11.6 the password hash is out of reach of every patch ---------------------
 async def test_json_patch_cannot_reach_the_password_hash(api: httpx.AsyncClient) -> None:
-    assert (await api.post("/users", json={"Name": "pat", "Password": "secret-pw"})).status_code == 201
+    assert (await api.post("/users", json={"Name": "pat", "Password": "secret-pw", "Roles": ["superuser"]})).status_code == 201
     patch = {"Content-Type": "application/json-patch+json"}
     attempts = [
         [{"op": "test", "path": "/PasswordHash", "value": "x"}],
@@ -233,7 +233,7 @@ async def test_token_ttl_is_capped(tmp_path: Path) -> None:
 
 async def test_a_password_change_ends_the_users_tokens(api: httpx.AsyncClient,
                                                        drpd: DrpdProcess) -> None:
-    assert (await api.post("/users", json={"Name": "tok", "Password": "p1"})).status_code == 201
+    assert (await api.post("/users", json={"Name": "tok", "Password": "p1", "Roles": ["superuser"]})).status_code == 201
     token = (await api.get("/users/tok/token", params={"ttl": 600})).json()["Token"]
     async with api_client(drpd, auth=None) as anon:
         assert (await anon.get("/info", params={"token": token})).status_code == 200
@@ -251,7 +251,7 @@ async def test_a_password_change_ends_the_users_tokens(api: httpx.AsyncClient,
         # a user deleted and made again does not take the old tokens back
         token = (await api.get("/users/tok/token")).json()["Token"]
         assert (await api.delete("/users/tok")).status_code == 200
-        assert (await api.post("/users", json={"Name": "tok", "Password": "p3"})).status_code == 201
+        assert (await api.post("/users", json={"Name": "tok", "Password": "p3", "Roles": ["superuser"]})).status_code == 201
         assert (await anon.get("/info", params={"token": token})).status_code == 401
 
 

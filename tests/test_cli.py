@@ -849,7 +849,12 @@ def test_users_and_passwords(env: dict[str, str], unique: str) -> None:
     line = failed(drpcli(env, "-U", unique, "-P", "wrong", "info", "get"))
     assert line.startswith("Error: 401 ")
     key_env = {**env, "RS_KEY": f"{unique}:first-pw"}
+    # a new user holds no role: itself only, until given one
+    assert "needs claim scope=info action=get" in failed(drpcli(key_env, "info", "get"))
+    assert ok(drpcli(env, "users", "update", unique, '{"Roles": ["read-only"]}'))["Roles"] == [
+        "read-only"]
     assert ok(drpcli(key_env, "info", "get"))["os"] == "linux"
+    assert "Error: 403" in failed(drpcli(key_env, "machines", "create", "{}"))
 
 
 def test_events_post(env: dict[str, str], unique: str) -> None:

@@ -192,7 +192,7 @@ class Plugin(Base, kw_only=True):
     #: drpd's own: claims the operator grants this instance's provider token
     #: beyond the least-privilege set (docs/security.md); only ever given by
     #: someone who holds them
-    ExtraClaims: list[Claim] | None = None
+    ExtraClaims: list[Claim] | None = field(default_factory=list)
 
 
 class AvailableAction(GoStruct, kw_only=True):

@@ -33,9 +33,9 @@ from typing import Any
 import msgspec
 import trio
 
+from ..claims import register_scope
 from ..config import Settings
 from ..content import ContentService, parse_bundle
-from ..claims import register_scope
 from ..models import (
     KINDS,
     BadRequest,

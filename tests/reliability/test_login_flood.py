@@ -62,7 +62,7 @@ async def test_login_flood_keeps_memory_bounded_and_serves_others(
     env = {"DRPD_LOGIN_FAILURES_ALLOWED": failures_allowed}
     with DrpdProcess(tmp_path / "state", no_tls=True, env=env) as drpd:
         async with api_client(drpd) as api:
-            assert (await api.post("/users", json={"Name": "alice", "Password": "right"})).status_code == 201
+            assert (await api.post("/users", json={"Name": "alice", "Password": "right", "Roles": ["superuser"]})).status_code == 201
             token = (await api.get("/users/alice/token")).json()["Token"]
         before = rss(drpd.pid)
         peak = before
