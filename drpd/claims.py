@@ -30,13 +30,13 @@ __all__ = ["Claim", "ClaimSet", "SUPERUSER", "problems", "register_scope"]
 BASIC_ACTIONS = frozenset({"list", "get", "create", "delete", "actions", "update", "action"})
 #: scopes that are API paths rather than object prefixes, with their actions
 EXTRA_SCOPES: dict[str, frozenset[str]] = {
-    "contents": frozenset({"list", "get", "create", "update", "delete"}),
+    "contents": frozenset({"list", "get", "create", "update", "delete", "actions", "action"}),
     "files": frozenset({"list", "get", "post", "delete"}),
     "info": frozenset({"get"}),
     "system": frozenset({"actions", "action"}),
     "events": frozenset({"post"}),
     "metrics": frozenset({"get"}),
-    "plugin_providers": frozenset({"list", "get", "create", "delete", "actions"}),
+    "plugin_providers": frozenset({"list", "get", "create", "delete", "actions", "action"}),
     "catalog": frozenset({"list", "get"}),
 }
 #: actions some object scopes have beyond the basic ones
@@ -201,6 +201,18 @@ class ClaimSet:
             # an unknown scope: only a scope-wide star reaches it
             return False
         return any(compiled_contains(have, want) for have in self._compiled)
+
+    def allows_some(self, scope: str, action: str, specific: str) -> bool:
+        """Some ``action`` or ``action:<anything>`` on ``specific`` (a write
+        that will be checked field by field may go on)."""
+        if self.everything or self.allows(scope, action, specific):
+            return True
+        for compiled in self._compiled:
+            granted = compiled.table().get(scope, {})
+            for name, specifics in granted.items():
+                if name.startswith(action + ":") and (specifics is None or specific in specifics):
+                    return True
+        return False
 
     def contains(self, other: ClaimSet) -> bool:
         """Every claim of ``other`` is within one of ours (may ``self`` grant ``other``?)."""

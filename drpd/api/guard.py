@@ -35,6 +35,9 @@ log = logging.getLogger("drpd.access")
 
 #: routes any authenticated principal may use: they show no stored data
 _ANYONE = frozenset({"system.openapi", "queries.all_indexes", "queries.prefix_indexes"})
+#: routes that answer the same to everyone (the catch-all 404; the web page's
+#: files are served before authentication, app.py)
+_UNCLAIMED = frozenset({"not_found", "system.healthz", "ui.ui_bare", "ui.ui_file"})
 #: sub-resources whose action is their own name
 _NAMED_SUBS = {"token": "token", "password": "password", "restart": "restart", "log": "log",
                "pubkey": "get"}
@@ -133,11 +136,10 @@ def check_route() -> None:
             need("files", "get" if path else "list", path)
         else:
             need("files", "delete" if method == "DELETE" else "post", path)
-    elif endpoint.startswith("catalog_routes."):
-        if endpoint == "catalog_routes.install":
-            need("plugin_providers", "create", args.get("name", ""))
-        else:
-            need("catalog", "list")
+    elif endpoint == "catalog.install":
+        need("plugin_providers", "create", args["name"])  # it installs, and so runs, code
+    elif endpoint == "catalog.list_catalog":
+        need("catalog", "list")
     elif endpoint == "plugins.provider_write":
         need("plugin_providers", "delete" if method == "DELETE" else "create", args["name"])
     elif endpoint == "plugins.provider_binary":
@@ -158,6 +160,10 @@ def check_route() -> None:
             need(prefix, "list" if method in ("GET", "HEAD") else "create")
     elif endpoint == "objects.item":
         _check_item(args["prefix"], args["rest"], method)
+    elif endpoint not in _UNCLAIMED:
+        # a route this table does not know: only a superuser, until it is added
+        if not rights().everything:
+            deny("*", "*", "*", f"forbidden: {endpoint} is for superusers only")
 
 
 def _specific(kind: Kind, raw_key: str) -> str:
@@ -188,7 +194,10 @@ def _check_item(prefix: str, rest: str, method: str) -> None:
             need(prefix, "get", key)
         elif method == "DELETE":
             need(prefix, "delete", key)
-        # PUT and PATCH: check_write, on what they change
+        elif not rights().allows_some(prefix, "update", key):
+            # PUT and PATCH are checked field by field on what they change
+            # (check_write); one who may change nothing is refused here
+            need(prefix, "update", key)
         return
     name = sub[0]
     if name == "actions":
@@ -204,7 +213,11 @@ def _check_item(prefix: str, rest: str, method: str) -> None:
         need(prefix, _NAMED_SUBS[name], key)
     elif name == "params" and reading:
         need(prefix, "get", key)
-    elif name != "params":
+    elif name == "params":
+        if not rights().allows_some(prefix, "update", key):
+            param = "/".join(sub[1:]).replace("~", "~0").replace("/", "~1")
+            need(prefix, "update:/Params" + (f"/{param}" if param else ""), key)
+    else:
         need(prefix, "get" if reading else "update", key)
 
 
@@ -243,8 +256,8 @@ _MISSING = object()
 def check_write(kind: Kind, old: Any | None, new: Any) -> None:
     """Refuse a write the principal may not make; runs inside the store's
     write, on the object as it would be stored (nothing is half-written)."""
-    if g.get("principal") is None:
-        return  # a write of drpd's own (content, sealing), not a request's
+    if g.get("principal") is None or g.get("write_covered"):
+        return  # a write of drpd's own, or one its route's claim covers
     prefix = kind.prefix
     key = kind.key_of(new)
     if old is None:
@@ -267,6 +280,11 @@ def check_write(kind: Kind, old: Any | None, new: Any) -> None:
     elif prefix == "plugins":
         _check_claims(kind, key, (old.ExtraClaims or []) if old is not None else [],
                       new.ExtraClaims or [])
+
+
+def route_covers_write() -> None:
+    """The route's claim (``users password``) is all its write needs."""
+    g.write_covered = True
 
 
 def _check_secure(kind: Kind, key: str, old: Any | None, new: Any) -> None:

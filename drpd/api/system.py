@@ -132,6 +132,8 @@ def token_claims(user: str) -> list[Claim] | None:
     if user == g.principal.name and not g.principal.plugin and g.principal.claims is None:
         return None if wanted is None else list(held.narrowed_to(wanted).claims)
     maker = guard.rights()
+    if wanted is None and held.contains(maker):
+        return list(maker.claims)  # the user holds all the maker does: the maker's
     base = list(held.claims) if wanted is None else list(held.narrowed_to(wanted).claims)
     return list(maker.narrowed_to(base).claims)
 
@@ -177,6 +179,7 @@ async def user_password(kind: Kind, key: str, rest: list[str]) -> Response:
     def mutate(old: Any) -> Any:
         return finish(kind, old, msgspec.structs.replace(old, Password=password), hashed)
 
+    guard.route_covers_write()  # ``users password`` (or oneself), asked by check_route
     new = await ctx().store.modify("users", key, mutate, principal=principal())
     return json_response(public_view("users", new.obj), etag=new.etag)
 
