@@ -524,9 +524,12 @@ class Client:
     def info(self) -> Any:
         return self.json("GET", "/info")
 
-    def token(self, user: str, ttl: int | None = None) -> Any:
-        params = {"ttl": str(ttl)} if ttl is not None else None
-        return self.json("GET", quote_path("users", user, "token"), params=params)
+    def token(self, user: str, ttl: int | str | None = None, **narrow: str) -> Any:
+        """A token for ``user``; ``scope``/``action``/``specific``/``roles`` narrow it."""
+        params = {k: v for k, v in narrow.items() if v}
+        if ttl is not None:
+            params["ttl"] = str(ttl)
+        return self.json("GET", quote_path("users", user, "token"), params=params or None)
 
     def set_password(self, user: str, password: str) -> Any:
         return self.json("PUT", quote_path("users", user, "password"), json={"Password": password})

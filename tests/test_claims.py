@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -67,3 +69,22 @@ def test_json_names_are_drps() -> None:
     claim = msgspec.json.decode(b'{"scope":"*","action":"*","specific":"*","Extra":1}',
                                 type=Claim)
     assert msgspec.json.encode(claim) == b'{"scope":"*","action":"*","specific":"*"}'
+
+
+async def test_provider_define_tokens_only_read(tmp_path: Path) -> None:
+    """The token a provider's define/unpack gets may read, never write."""
+    from drpd.access import Authorizer
+    from drpd.auth import PROVIDER_PRINCIPAL, Principal
+    from drpd.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "db")
+    await store.open()
+    try:
+        held = Authorizer(store).rights(Principal(PROVIDER_PRINCIPAL + "p"))
+        assert held.allows("machines", "get", "m1") and held.allows("machines", "list", "")
+        for action in ("create", "update", "delete", "getSecure", "action:poweron"):
+            assert not held.allows("machines", action, "m1"), action
+        assert not held.allows("users", "token", "rocketskates")
+        assert not held.allows("plugin_providers", "create", "x")
+    finally:
+        await store.aclose()

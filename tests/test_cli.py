@@ -855,6 +855,14 @@ def test_users_and_passwords(env: dict[str, str], unique: str) -> None:
         "read-only"]
     assert ok(drpcli(key_env, "info", "get"))["os"] == "linux"
     assert "Error: 403" in failed(drpcli(key_env, "machines", "create", "{}"))
+    # a token narrowed to info: machines are out of its reach, though the user may list them
+    narrow = ok(drpcli(key_env, "users", "token", unique, "scope", "info", "action", "get",
+                       "ttl", "10m"))["Token"]
+    assert ok(drpcli(env, "-T", narrow, "info", "get"))["os"] == "linux"
+    assert "needs claim scope=machines" in failed(drpcli(env, "-T", narrow, "machines", "list"))
+    assert isinstance(ok(drpcli(key_env, "machines", "list")), list)
+    assert "needs a value" in failed(drpcli(key_env, "users", "token", unique, "scope"))
+    assert "unknown token option" in failed(drpcli(key_env, "users", "token", unique, "x", "y"))
 
 
 def test_events_post(env: dict[str, str], unique: str) -> None:
@@ -982,3 +990,17 @@ def test_console_script_in_a_pipe(env: dict[str, str]) -> None:
     assert (r.returncode, r.stdout, r.stderr) == (0, "{", "")
     r = sh(env, "drpcli machines show Name:nobody 2>&1 >/dev/null | wc -l")
     assert r.stdout.strip() == "1"
+
+
+def test_roles(env: dict[str, str], unique: str) -> None:
+    names = {r["Name"] for r in ok(drpcli(env, "roles", "list"))}
+    assert {"superuser", "read-only", "operator"} <= names
+    claim = {"scope": "machines", "action": "get,list", "specific": "*"}
+    made = ok(drpcli(env, "roles", "create", json.dumps({"Name": unique, "Claims": [claim]})))
+    assert made["Claims"] == [claim]
+    changed = ok(drpcli(env, "roles", "update", unique, '{"Description": "machine readers"}'))
+    assert changed["Description"] == "machine readers"
+    assert ok(drpcli(env, "roles", "show", unique))["Claims"] == [claim]
+    assert "read-only" in failed(drpcli(env, "roles", "destroy", "superuser"))
+    assert drpcli(env, "roles", "destroy", unique).stdout.strip() == f"Deleted role {unique}"
+    assert failed(drpcli(env, "roles", "show", unique)).startswith("Error: 404 ")

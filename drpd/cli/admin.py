@@ -25,15 +25,29 @@ def list_nodes(ctx: Context, a: Args) -> Any:
     return ctx.client.json("GET", "/nodes")
 
 
-@command("token", "<name> [ttl <seconds>]", "issue a bearer token for a user", ("users",))
+#: what ``users token`` may narrow, as DRP's drpcli names it
+_TOKEN_WORDS = ("ttl", "scope", "action", "specific", "roles")
+
+
+@command("token", "<name> [<options>...]",
+         "issue a bearer token for a user: [ttl <seconds>] [scope <s>] [action <a>] "
+         "[specific <k>] [roles <r1,r2>] (a narrower token)", ("users",))
 def token(ctx: Context, a: Args) -> Any:
-    ttl = None
-    if a["seconds"] is not None:
-        seconds = parse_duration(a["seconds"])
+    words: list[str] = a["options"]
+    if len(words) % 2:
+        raise CliError(f"{words[-1]!r} needs a value: token <name> "
+                       + " ".join(f"[{w} <value>]" for w in _TOKEN_WORDS))
+    options: dict[str, str] = {}
+    for word, value in zip(words[::2], words[1::2], strict=True):
+        if word not in _TOKEN_WORDS:
+            raise CliError(f"unknown token option {word!r}: use {', '.join(_TOKEN_WORDS)}")
+        options[word] = value
+    if "ttl" in options:
+        seconds = parse_duration(options["ttl"])
         if seconds < 1 or seconds != int(seconds):
-            raise CliError(f"bad ttl {a['seconds']!r}: expected a whole number of seconds")
-        ttl = int(seconds)
-    return ctx.client.token(a["name"], ttl)
+            raise CliError(f"bad ttl {options['ttl']!r}: expected a whole number of seconds")
+        options["ttl"] = str(int(seconds))
+    return ctx.client.token(a["name"], **options)
 
 
 @command("password", "<name> <password>", "set a user's password", ("users",))

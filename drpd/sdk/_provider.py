@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -155,6 +155,7 @@ class Provider:
         content: str = "",
         documentation: str = "",
         events: Sequence[str] = (),
+        extra_claims: Sequence[Mapping[str, str]] = (),
     ) -> None:
         if not is_valid_provider_name(name):
             raise ValueError(f"invalid provider name {name!r}: use [A-Za-z0-9_.-]+")
@@ -163,6 +164,9 @@ class Provider:
         self.required = _names(required, "required")
         self.optional = _names(optional, "optional")
         self.store_objects = dict(store_objects or {})
+        #: claims beyond the least-privilege token, as ``{"scope", "action",
+        #: "specific"}``: shown to the operator, who grants them per instance
+        self.extra_claims = [dict(c) for c in extra_claims]
         self._has_publish = has_publish
         self.auto_start = auto_start
         self.ignore_events = ignore_events
@@ -280,6 +284,7 @@ class Provider:
             "RequiredParams": list(self.required),
             "OptionalParams": list(self.optional),
             "StoreObjects": self.store_objects,
+            **({"ExtraClaims": self.extra_claims} if self.extra_claims else {}),
             "Documentation": self.documentation,
             "Content": self.content,
         }
