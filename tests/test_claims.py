@@ -88,3 +88,21 @@ async def test_provider_define_tokens_only_read(tmp_path: Path) -> None:
         assert not held.allows("plugin_providers", "create", "x")
     finally:
         await store.aclose()
+
+
+def test_denials_are_logged_at_a_bounded_rate(caplog: pytest.LogCaptureFixture) -> None:
+    """A scan of a thousand forbidden routes writes a few lines, then says
+    how many it held back (the count is in metrics either way)."""
+    from drpd.api.guard import _DenialLog
+
+    denials = _DenialLog(rate=5)
+    with caplog.at_level("WARNING", logger="drpd.access"):
+        for n in range(1000):
+            denials.write("mallory", f"GET /machines/{n}", "machines get *")
+    lines = [r.getMessage() for r in caplog.records]
+    assert 1 <= len(lines) <= 10
+    assert lines[0] == "denied mallory: GET /machines/0 needs claim machines get *"
+    denials.stamp -= 1.0  # a second later
+    with caplog.at_level("WARNING", logger="drpd.access"):
+        denials.write("mallory", "GET /users", "users list *")
+    assert caplog.records[-1].getMessage().endswith(f"({1000 - len(lines)} denials not logged)")

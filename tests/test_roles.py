@@ -303,3 +303,23 @@ async def test_users_stored_before_roles_keep_superuser(tmp_path: Path) -> None:
             assert (await old.post("/machines", json={"Name": "m"})).status_code == 201
             r = await old.patch("/users/old", json={"Description": "still admin"})
             assert r.status_code == 200 and r.json()["Roles"] == ["superuser"]
+
+
+async def test_websocket_shows_only_what_the_subscriber_may_get(
+        drpd: DrpdProcess, admin: httpx.AsyncClient) -> None:
+    from tests.ws_helpers import basic, connect, events
+
+    await _seed(admin)
+    await _role(admin, "m1-watcher", [{"scope": "machines", "action": "get", "specific": M1}])
+    await _user(admin, "hal", ["m1-watcher"])
+    other = (await admin.post("/machines", json={"Name": "m-hidden"})).json()["Uuid"]
+    async with connect(drpd, headers=basic("hal", "hal-pw")) as ws:
+        await ws.register("machines.*.*")
+        await ws.register("marker.*.*")
+        for uuid in (other, M1):
+            r = await admin.patch(f"/machines/{uuid}", json={"Description": "seen?"})
+            assert r.status_code == 200
+        r = await admin.post("/events", json={"Type": "marker", "Action": "done", "Key": "k"})
+        assert r.status_code == 200
+        seen = events(await ws.until(lambda f: f.get("Type") == "marker"))
+    assert [(f["Type"], f["Key"]) for f in seen] == [("machines", M1), ("marker", "k")]
