@@ -76,6 +76,8 @@ def builtin_roles() -> list[Role]:
 
 BUILTIN_ROLE_NAMES = frozenset(role.Name for role in builtin_roles())
 
+_EVERYTHING = ClaimSet([SUPERUSER])
+_NOTHING = ClaimSet(())
 #: what a provider's define/unpack token may do: read, nothing else
 READ_ONLY = ClaimSet([Claim(scope="*", action="list,get", specific="*")])
 #: what every provider token may read (machines and what actions consult)
@@ -157,6 +159,8 @@ class Authorizer:
         #: instance name -> (plugin revision, provider Sha256, generation, claims)
         self._providers: dict[str, tuple[int, str, int, ClaimSet]] = {}
         self._provider_of: Any = None
+        #: user name -> ((user revision, generation, role revisions), claims)
+        self._users: dict[str, tuple[tuple[Any, ...], ClaimSet]] = {}
 
     def bind_providers(self, provider_of: Any) -> None:
         """``provider_of(name) -> PluginProvider | None`` (the plugin side's registry)."""
@@ -166,7 +170,7 @@ class Authorizer:
     def role(self, name: str) -> ClaimSet:
         record = self.store.get("roles", name)
         if record is None:
-            return ClaimSet(())
+            return _NOTHING
         cached = self._roles.get(name)
         if cached is not None and cached[0] == record.rev and cached[1] == _claims.generation:
             return cached[2]
@@ -185,10 +189,18 @@ class Authorizer:
     def user(self, name: str) -> ClaimSet:
         record = self.store.get("users", name)
         if record is None:
-            if self.default_user and name == DEFAULT_USER:
-                return ClaimSet([SUPERUSER])
-            return ClaimSet(())
-        return self.roles(effective_roles(record.obj)) | self_claims(name)
+            return _EVERYTHING if self.default_user and name == DEFAULT_USER else _NOTHING
+        roles = effective_roles(record.obj)
+        stamp = (record.rev, _claims.generation,
+                 tuple(getattr(self.store.get("roles", r), "rev", -1) for r in roles))
+        cached = self._users.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found = self.roles(roles) | self_claims(name)
+        if len(self._users) > 10_000:
+            self._users.clear()
+        self._users[name] = (stamp, found)
+        return found
 
     # -- providers ---------------------------------------------------------
     def provider(self, instance: str) -> ClaimSet:
