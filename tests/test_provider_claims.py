@@ -5,6 +5,7 @@ flight, and more only when the operator granted it on the instance."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -99,3 +100,20 @@ async def test_extra_claims_are_granted_by_the_operator(api: httpx.AsyncClient,
         r = await viewer.patch("/plugins/prober2", json={"ExtraClaims": [
             {"scope": "*", "action": "*", "specific": "*"}]})
         assert r.status_code == 403 and "cannot grant" in r.json()["Messages"][0], r.text
+
+
+async def test_a_raw_provider_token_is_least_privilege(tmp_path: Path) -> None:
+    """The same bounds for a provider that speaks the protocol by hand (TLS
+    on, as Go providers see drpd): reading works, writing outside an action
+    on the object does not."""
+    state = tmp_path / "state"
+    install(state / "plugins", "plain_provider", env={"DRPD_TEST_MODE": "token-probe"})
+    with DrpdProcess(state) as drpd:
+        async with api_client(drpd) as api:
+            await _instance(api, "raw", "plain_provider")
+            m = await _machine(api, "raw-m")
+            r = await api.post("/system/actions/ping", json={"plain/machine": m["Uuid"]})
+            assert r.status_code == 200, r.text
+            assert r.json()["Probe"] == {"list-machines": 200, "create-user": 403,
+                                         "patch-machine": 403, "token-admin": 403}
+            assert (await api.get("/users/evil")).status_code == 404

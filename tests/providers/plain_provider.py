@@ -37,7 +37,10 @@ Misbehaviour for supervisor tests, chosen by the environment variable
 - ``hang-config``: never answer ``config``;
 - ``flood-stderr``: after ``READY!`` write to stderr as fast as it can;
 - ``bad-action-json``: answer every action with invalid JSON;
-- ``close-mid-action``: close the connection in the middle of an action's answer.
+- ``close-mid-action``: close the connection in the middle of an action's answer;
+- ``token-probe``: ``ping`` also tries drpd's API with ``RS_TOKEN`` (read
+  machines, create a user, change the machine ``plain/machine``, mint a token
+  for ``rocketskates``) and answers the HTTP statuses under ``Probe``.
 """
 
 import http.client
@@ -68,7 +71,8 @@ DEFINITION = {
             "Command": "ping",
             "Model": "system",
             "RequiredParams": [],
-            "OptionalParams": ["plain/delay"],
+            "OptionalParams": ["plain/delay"] + (["plain/machine"] if "token-probe" in MODES
+                                                  else []),
         }
     ],
     "RequiredParams": [],
@@ -124,6 +128,27 @@ class ServerSocket:
                 self.conn.request("POST", path, body, headers)
                 response = self.conn.getresponse()
             return response.status, response.read()
+
+
+def api_status(method: str, path: str, body: Any = None) -> int:
+    """The HTTP status of one call to drpd's API with this instance's RS_TOKEN."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        os.environ["RS_ENDPOINT"] + "/api/v3" + path, data=data, method=method,
+        headers={"Authorization": "Bearer " + os.environ["RS_TOKEN"],
+                 "Content-Type": "application/json"})
+    context = None
+    if os.environ.get("RS_CA_CERT"):
+        context = ssl.create_default_context(cafile=os.environ["RS_CA_CERT"])
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 class State:
@@ -235,6 +260,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "Name": State.config.get("Name", ""),
             "Pid": os.getpid(),
         }
+        if "token-probe" in MODES:
+            machine = params.get("plain/machine", "none")
+            result["Probe"] = {
+                "list-machines": api_status("GET", "/machines"),
+                "create-user": api_status("POST", "/users", {"Name": "evil", "Password": "x"}),
+                "patch-machine": api_status("PATCH", f"/machines/{machine}",
+                                            {"Description": "raw"}),
+                "token-admin": api_status("GET", "/users/rocketskates/token"),
+            }
         return self.answer(200, result)
 
     def stop(self) -> None:

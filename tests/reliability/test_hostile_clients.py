@@ -125,3 +125,65 @@ async def test_slow_loris_does_not_hold_drpd(drpd: DrpdProcess) -> None:
             answer = await stream.receive_some(65536)
             assert b" 408 " in answer.split(b"\r\n")[0]
             await stream.aclose()
+
+
+async def test_a_low_privilege_user_cannot_escalate(drpd: DrpdProcess) -> None:
+    """A user trusted to manage users and roles and to read, not to be
+    superuser nor to read Secure values: every way up is a 403 that changes
+    nothing, and each is counted."""
+    async with api_client(drpd) as admin:
+        for path, body in (
+                ("/params", {"Name": "bmc/pin", "Secure": True, "Schema": {"type": "string"}}),
+                ("/machines", {"Name": "vault", "Params": {"bmc/pin": "1234"}}),
+                ("/roles", {"Name": "user-admin", "Claims": [
+                    {"scope": "users,roles", "action": "*", "specific": "*"}]}),
+                ("/users", {"Name": "eve", "Password": "eve-pw",
+                            "Roles": ["user-admin", "read-only"]})):
+            r = await admin.post(path, json=body)
+            assert r.status_code == 201, r.text
+        vault = (await admin.get("/machines/Name:vault")).json()["Uuid"]
+        before = (await admin.get("/metrics")).text
+        async with api_client(drpd, auth=("eve", "eve-pw")) as eve:
+            attempts = [
+                ("PATCH", "/users/eve", {"Roles": ["user-admin", "superuser"]}),
+                ("PATCH", "/users/eve", [{"op": "add", "path": "/Roles/-", "value": "superuser"}]),
+                ("POST", "/roles", {"Name": "all", "Claims": [
+                    {"scope": "*", "action": "*", "specific": "*"}]}),
+                ("PUT", "/roles/user-admin", {"Name": "user-admin", "Claims": [
+                    {"scope": "*", "action": "*", "specific": "*"}]}),
+                ("PUT", "/roles/read-only", {"Name": "read-only", "Claims": []}),
+                ("POST", "/users", {"Name": "eve2", "Password": "x", "Roles": ["superuser"]}),
+                ("POST", "/users", {"Name": "rocketskates", "Password": "mine"}),
+                ("GET", f"/machines/{vault}?decode=true", None),
+                ("GET", f"/machines/{vault}/params?decode=true", None),
+                ("GET", f"/machines/{vault}/params/bmc/pin?decode=true", None),
+                ("GET", "/machines?decode=true", None),
+                ("GET", f"/machines/{vault}?aggregate=true&decode=true", None),
+                ("POST", "/plugins", {"Name": "p", "Provider": "x", "ExtraClaims": [
+                    {"scope": "*", "action": "*", "specific": "*"}]}),
+            ]
+            for method, url, body in attempts:
+                r = await eve.request(method, url, json=body)
+                assert r.status_code == 403, (method, url, r.status_code, r.text)
+                assert "1234" not in r.text
+            # a token for rocketskates holds no more than eve does
+            stolen = (await eve.get("/users/rocketskates/token")).json()["Token"]
+            wide = (await eve.get("/users/eve/token", params={"roles": "superuser"})).json()
+            for token in (stolen, wide["Token"]):
+                async with api_client(drpd, auth=None,
+                                      headers={"Authorization": f"Bearer {token}"}) as thief:
+                    assert (await thief.post("/machines", json={"Name": "x"})).status_code == 403
+                    r = await thief.get(f"/machines/{vault}", params={"decode": "true"})
+                    assert r.status_code == 403 and "1234" not in r.text
+        assert (await admin.get("/users/eve")).json()["Roles"] == ["user-admin", "read-only"]
+        for gone in ("/roles/all", "/users/eve2", "/users/rocketskates", "/plugins/p"):
+            assert (await admin.get(gone)).status_code == 404, gone
+        assert (await admin.get("/roles/user-admin")).json()["Claims"] == [
+            {"scope": "users,roles", "action": "*", "specific": "*"}]
+        after = (await admin.get("/metrics")).text
+
+    def denied(text: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("drpd_api_denied_total{"))
+
+    assert denied(after) - denied(before) >= len(attempts)
