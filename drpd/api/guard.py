@@ -43,6 +43,8 @@ _NAMED_SUBS = {"token": "token", "password": "password", "restart": "restart", "
                "pubkey": "get"}
 #: server-owned fields a write never changes on purpose (shown, not written)
 _SERVER_FIELDS = frozenset({"Validated", "Available", "Errors", "Runtime", "PluginErrors"})
+#: characters of a caller's name, path or key a denial shows at most
+_SHOWN = 200
 #: at most this many denials are logged per second; the rest are counted
 _LOG_RATE = 5.0
 
@@ -101,7 +103,8 @@ def need(scope: str, action: str, specific: str = "") -> None:
     """Refuse (403) unless the principal holds ``scope action specific``."""
     if rights().allows(scope, action, specific):
         return
-    deny(scope, action, specific, missing_claim_text(scope, action, specific))
+    deny(scope, action, specific,
+         missing_claim_text(scope, action[:_SHOWN], specific[:_SHOWN]))
 
 
 def deny(scope: str, action: str, specific: str, message: str) -> None:
@@ -111,9 +114,10 @@ def deny(scope: str, action: str, specific: str, message: str) -> None:
     metrics = _ctx().metrics
     if metrics is not None:
         metrics.denied.labels(scope, action.split(":", 1)[0]).inc()
-    _denials.write(who, f"{request.method} {request.path}",
-                   f"{scope} {action} {specific or '*'}")
-    raise Forbidden(message, model=scope, key=specific)
+    # names and paths come from the caller: bounded before they are logged or echoed
+    _denials.write(who[:_SHOWN], f"{request.method} {request.path[:_SHOWN]}",
+                   f"{scope} {action[:_SHOWN]} {specific[:_SHOWN] or '*'}")
+    raise Forbidden(message, model=scope, key=specific[:_SHOWN])
 
 
 # -- routes ------------------------------------------------------------------
