@@ -70,6 +70,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     store_url: str = ""
     #: this node's name in GET /api/v3/nodes (default: the host name)
     node_name: str = ""
+    #: PostgreSQL: how long a node's hold on a plugin instance lasts without
+    #: renewal (drpd.leases); another node takes the instance over after it
+    lease_seconds: float = 30.0
+    #: PostgreSQL: this node's share of the instances (2 takes twice as many as 1)
+    node_weight: float = 1.0
     stop_grace: float = 10.0
     #: a provider run longer than this counts as healthy (docs/protocol.md §5)
     healthy_after: float = 60.0
@@ -123,13 +128,21 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"{name} must be positive")
         for name in ("body_timeout", "define_timeout", "ready_timeout", "config_timeout",
                      "action_timeout", "stop_grace", "shutdown_timeout", "backoff_initial",
-                     "backoff_max", "plugin_dir_poll", "provider_log_rate", "login_backoff_max"):
+                     "backoff_max", "plugin_dir_poll", "provider_log_rate", "login_backoff_max",
+                     "lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 
         if self.store_url and not self.store_url.startswith(("postgresql://", "postgres://")):
             raise ValueError("store_url must be empty (the embedded SQLite store) or a "
                              "postgresql:// URL")
+        if self.node_weight <= 0:
+            raise ValueError("node_weight must be positive")
+        if self.store_url and self.lease_seconds <= 2 * (self.stop_grace + 1):
+            # a node that loses the database stops its providers (stop_grace)
+            # before its leases can end elsewhere; that takes this margin
+            raise ValueError(f"lease_seconds ({self.lease_seconds:g}) must be more than "
+                             f"2 * (stop_grace + 1) = {2 * (self.stop_grace + 1):g}")
         if self.action_timeouts_before_restart < 0:
             raise ValueError("action_timeouts_before_restart must be 0 (never) or positive")
         if self.token_ttl > self.max_token_ttl:
@@ -152,7 +165,7 @@ FIELDS = tuple(Settings.__struct_fields__)
 #: (timeouts and limits are read where they are used).
 RESTART_ONLY = frozenset({
     "state_dir", "api_port", "static_port", "bind", "plugin_dir", "no_tls", "metrics_port",
-    "provider_cgroups", "provider_user", "store_url",
+    "provider_cgroups", "provider_user", "store_url", "node_weight",
     "event_retain", "basic_auth_cache", "login_failures_allowed", "login_backoff_max",
 })
 

@@ -37,6 +37,7 @@ from .auth import Authenticator, is_loopback, load_or_create_key
 from .backup import KEEP_SUFFIX, BackupError, backup, match_owner, restore
 from .bus import EventBus
 from .config import FIELDS, RESTART_ONLY, ConfigError, Settings, load_settings
+from .leases import Leases, LocalLeases, lease_table_of
 from .logs import set_level, setup_logging
 from .nodes import Nodes, table_of, this_node
 from .notify import Notifier, watchdog, watchdog_interval
@@ -156,6 +157,7 @@ class _Parts:
     metrics_sockets: Any
     hyper_config: Callable[[], Any]
     nodes: Nodes
+    leases: LocalLeases | Leases
 
 
 class Daemon:
@@ -250,6 +252,10 @@ class Daemon:
                     controller_done = trio.Event()
                     await nursery.start(_in_scope, controller_scope, controller_done,
                                         controller.run)
+                    # leases after the controller: what they give it, it starts
+                    leases_scope = trio.CancelScope()
+                    await nursery.start(_in_scope, leases_scope, trio.Event(),
+                                        parts.leases.serve)
                     await nursery.start(_serve, worker_serve, wrap_app(parts.app, 0, "asgi"),
                                         parts.api_config, parts.api_sockets, listeners_stop)
                     await nursery.start(_serve, worker_serve,
@@ -274,6 +280,10 @@ class Daemon:
                     await self.stop_requested.wait()
                     await self._shutdown(nursery, controller, controller_scope, controller_done,
                                          listeners_stop)
+                    # renewed until the providers stopped (fencing), then given up so
+                    # another node takes the instances over now, not at lease end
+                    leases_scope.cancel()
+                    await parts.leases.release()
                     background.cancel()
                     # what is left runs until cancelled: the store's change feed
                     # and the node heartbeat (the plugin side stopped above)
@@ -380,16 +390,23 @@ class Daemon:
                                     files_dir=self.state.files,
                                     env=verb_environment(env, auth, settings),
                                     user=provider_user)
+        me = this_node(self.state.root, self.endpoint, now_rfc3339(), settings.node_name)
+        nodes = Nodes(me, table_of(self.store), weight=settings.node_weight)
+        table = lease_table_of(self.store)
+        leases: LocalLeases | Leases = LocalLeases(me)
+        if table is not None:  # several nodes may share the store: each instance runs once
+            leases = Leases(
+                table, me, settings,
+                instances=lambda: [r.obj.Name for r in self.store.list("plugins")],
+                statuses=lambda names: controller.statuses(names),
+                changed=lambda: controller.leases_changed())
         controller = PluginController(
             settings, self.store, self.bus, auth, registry,
             LeftInstances(self.state.root / "plugins-left.json"), params=params, env=env,
             run_id=run_id, runtime_dir=sockets_dir, scratch_root=self.state.root / "scratch",
-            secure=secure, observe_action=self.metrics.observe_action)
+            secure=secure, observe_action=self.metrics.observe_action, leases=leases)
         self.controller = controller
         self.metrics.bind(manager=controller, bus=self.bus, version=__version__)
-
-        nodes = Nodes(this_node(self.state.root, self.endpoint, now_rfc3339(), settings.node_name),
-                      table_of(self.store))
         await ensure_builtin_roles(self.store)
         access = Authorizer(self.store, controller.actions.inflight,
                             default_user=auth.default_user)
@@ -425,7 +442,7 @@ class Daemon:
                       api_sockets=api_sockets, static_config=_plain_config(HyperConfig()),
                       static_sockets=Sockets([], [static_sock], []),
                       metrics_sockets=metrics_sockets, hyper_config=hyper_config,
-                      nodes=nodes)
+                      nodes=nodes, leases=leases)
 
     async def _shutdown(self, nursery: trio.Nursery, controller: Any,
                         controller_scope: trio.CancelScope, controller_done: trio.Event,

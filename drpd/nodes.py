@@ -5,7 +5,7 @@ every node writes its row of ``drpd_nodes`` (id, name, API address, when it
 started) every ``HEARTBEAT`` seconds, and reads everyone's: a node not heard
 of for ``3 * HEARTBEAT`` seconds is ``gone``. ``GET /api/v3/nodes`` and
 ``drpcli nodes list`` show them; ``/info`` names the node that answered.
-(Instance ownership on top of this is the next step of issue 16.)
+Which node runs which plugin instance is drpd.leases' business.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class Node(msgspec.Struct, kw_only=True):
 class NodeTable(Protocol):
     """What a store that several nodes share offers (PostgresStore)."""
 
-    async def node_beat(self, node_id: str, name: str, endpoint: str, started: str) -> None: ...
+    async def node_beat(self, node_id: str, name: str, endpoint: str, started: str,
+                        weight: float = 1.0) -> None: ...
     async def node_rows(self) -> list[tuple[str, str, str, str, str, float]]: ...
 
 
@@ -74,9 +75,11 @@ def node_id(state_root: Path) -> str:
 class Nodes:
     """This node's heartbeat and the list of every node (cached, refreshed with it)."""
 
-    def __init__(self, me: Node, table: NodeTable | None) -> None:
+    def __init__(self, me: Node, table: NodeTable | None, *, weight: float = 1.0) -> None:
         self.me = me
         self.table = table
+        #: this node's share of the plugin instances (drpd.leases)
+        self.weight = weight
         self._known: list[Node] = []
         self._warned = False
 
@@ -93,7 +96,7 @@ class Nodes:
         while True:
             try:
                 me = self.me
-                await self.table.node_beat(me.Id, me.Name, me.Endpoint, me.Started)
+                await self.table.node_beat(me.Id, me.Name, me.Endpoint, me.Started, self.weight)
                 self._known = [
                     Node(Id=i, Name=n, Endpoint=e, Started=s, LastSeen=seen,
                          State="alive" if age < HEARTBEAT * MISSED else "gone")

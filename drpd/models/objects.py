@@ -174,6 +174,8 @@ class PluginRuntime(Struct, kw_only=True):
     Restarts: int = 0
     #: actions running on the instance now
     InFlight: int = 0
+    #: the drpd node that runs the instance (its name; several share PostgreSQL)
+    Node: str = ""
 
 
 class Plugin(Base, kw_only=True):

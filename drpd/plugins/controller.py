@@ -26,7 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ import trio
 from ..auth import PROVIDER_PRINCIPAL, Authenticator
 from ..bus import EventBus, Notice, Subscription
 from ..config import Settings
+from ..leases import InstanceStatus, LocalLeases, Ownership
 from ..models import AvailableAction, DrpError, Event, Plugin, PluginProvider, PluginRuntime
+from ..nodes import Node
 from ..params import MISSING, ParamChecker
 from ..secure import SecureParams
 from ..store import Record, Store, public_view
@@ -102,6 +104,7 @@ class _InstanceReporter:
     async def lifecycle(self, action: str, obj: dict[str, Any]) -> None:
         await self._controller.store.emit(Event(Type="plugins", Action=action, Key=self._name,
                                                 Principal="drpd", Object=obj))
+        self._controller.leases.kick()  # other nodes show its new state soon
 
     def verb_worked(self, verb: str) -> None:
         self._controller.remember_verb(self._name, verb)
@@ -114,8 +117,12 @@ class PluginController:
                  registry: ProviderRegistry, left: LeftInstances, *, params: ParamChecker,
                  env: Mapping[str, str], run_id: str, runtime_dir: Path, scratch_root: Path,
                  secure: SecureParams | None = None,
-                 observe_action: Observer | None = None) -> None:
+                 observe_action: Observer | None = None,
+                 leases: Ownership | None = None) -> None:
         self.settings = settings
+        #: which instances this node runs (all of them on its own store)
+        self.leases: Ownership = leases or LocalLeases(
+            Node(Id="local", Name="local", Endpoint="", Started="", LastSeen=""))
         self.store = store
         self.bus = bus
         self.auth = auth
@@ -267,6 +274,25 @@ class PluginController:
             finally:
                 self._busy = False
 
+    def leases_changed(self) -> None:
+        """This node gained or lost instances: the follower reconciles them all."""
+        if self._sub is not None:
+            self._sub.push(Notice(Action="leases"))
+
+    def statuses(self, names: set[str]) -> dict[str, InstanceStatus]:
+        """What other nodes show of the instances this node runs."""
+        found = {}
+        for name in names:
+            sup = self.supervisors.get(name)
+            if sup is not None:
+                found[name] = InstanceStatus(
+                    Available=sup.available, Settled=sup.settled, Errors=list(sup.errors),
+                    PluginErrors=list(sup.plugin_errors), Runtime=self.runtime_of(sup))
+        return found
+
+    def runtime_of(self, sup: Supervisor) -> PluginRuntime:
+        return msgspec.structs.replace(sup.runtime, Node=self.leases.me.Name)
+
     def settings_changed(self) -> None:
         """The settings changed (SIGHUP): every spec is built again from them.
 
@@ -305,6 +331,11 @@ class PluginController:
             if sup is not None:
                 self._retire(name, sup)
             await self.left.clear(name)
+            return
+        if not self.leases.owns(name):
+            # another node runs it (or nobody yet): not here, and stopped here
+            if sup is not None:
+                self._retire(name, sup)
             return
         plugin: Plugin = record.obj
         came_back = False
@@ -513,6 +544,9 @@ class PluginController:
         with trio.move_on_after(self.settle_timeout):
             while not self._caught_up(seq):
                 await self._progress.wait()
+            if self.leases.shared:
+                await self._settled_anywhere(name)
+                return
             sup = self.supervisors.get(name)
             if sup is not None:
                 await sup.wait_settled()
@@ -520,6 +554,35 @@ class PluginController:
             gone = self._exits.get(name)
             if gone is not None:
                 await gone.wait()
+
+    async def _settled_anywhere(self, name: str) -> None:
+        """Several nodes: until the node that took the instance says it settled."""
+        self.leases.kick()  # a round now, not at the next interval
+        while True:
+            sup = self.supervisors.get(name)
+            if sup is not None:
+                await sup.wait_settled()
+                return
+            if self.store.get("plugins", name) is None:
+                gone = self._exits.get(name)
+                if gone is not None:
+                    await gone.wait()
+                return
+            owner = self.leases.owner(name)
+            remote = self.leases.remote_status(name)
+            if owner is not None and owner.Id != self.leases.me.Id and remote is not None \
+                    and remote.Settled:
+                return
+            # a round (a lease taken, a report read) or a batch of the follower
+            # (a supervisor made) may have changed the answer
+            progress = self._progress
+            async with trio.open_nursery() as nursery:
+                async def first(wait: Callable[[], Awaitable[object]]) -> None:
+                    await wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(first, self.leases.next_round)
+                nursery.start_soon(first, progress.wait)
 
     async def _settled_provider(self, name: str) -> None:
         """After a provider install or removal: its instances have settled."""
@@ -573,14 +636,28 @@ class PluginsHooks:
         self.controller = controller
 
     def present(self, record: Record, data: dict[str, Any]) -> dict[str, Any]:
-        sup = self.controller.instance(record.obj.Name)
-        if sup is None:
-            data.update(Available=False, Errors=["not running"], PluginErrors=[],
-                        Runtime=msgspec.to_builtins(PluginRuntime()))
+        name = record.obj.Name
+        sup = self.controller.instance(name)
+        if sup is not None:
+            data.update(Available=sup.available, Errors=list(sup.errors),
+                        PluginErrors=list(sup.plugin_errors),
+                        Runtime=msgspec.to_builtins(self.controller.runtime_of(sup)))
             return data
-        data.update(Available=sup.available, Errors=list(sup.errors),
-                    PluginErrors=list(sup.plugin_errors),
-                    Runtime=msgspec.to_builtins(sup.runtime))
+        leases = self.controller.leases
+        owner = leases.owner(name)
+        remote = leases.remote_status(name) if owner is not None else None
+        if owner is not None and owner.Id != leases.me.Id and remote is not None:
+            # another node runs it: what that node last reported
+            data.update(Available=remote.Available, Errors=remote.Errors,
+                        PluginErrors=remote.PluginErrors,
+                        Runtime=msgspec.to_builtins(msgspec.structs.replace(
+                            remote.Runtime, Node=owner.Name)))
+            return data
+        waiting = "not running" if owner is None or owner.Id == leases.me.Id \
+            else f"starting on node {owner.Name}"
+        data.update(Available=False, Errors=[waiting], PluginErrors=[],
+                    Runtime=msgspec.to_builtins(PluginRuntime(
+                        Node=owner.Name if owner is not None else "")))
         return data
 
     def prepare(self, old: Any | None, new: Any) -> Any:

@@ -44,7 +44,7 @@ import trio
 
 from ..models import KINDS, Conflict, Event, Kind, NotFound, PreconditionFailed, Unavailable
 from . import ChangeHook, Mutator
-from .records import Record
+from .records import LeaseView, Record
 from .sqlite import StoreVersionError, now_rfc3339, public_view
 
 #: Entry N upgrades a version N database to N+1 (kept in meta.schema_version).
@@ -84,10 +84,21 @@ MIGRATIONS: list[str] = [
         heartbeat TIMESTAMPTZ NOT NULL
     )
     """,
+    """
+    ALTER TABLE drpd_nodes ADD COLUMN IF NOT EXISTS weight DOUBLE PRECISION NOT NULL DEFAULT 1;
+    CREATE TABLE IF NOT EXISTS drpd_leases (
+        instance TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        expires TIMESTAMPTZ NOT NULL,
+        status BYTEA NOT NULL DEFAULT ''
+    )
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: one advisory lock id for every writer of every node (arbitrary constant)
 WRITE_LOCK = 0x64727064
+#: and one for lease rounds, so two nodes place instances one after the other
+LEASE_LOCK = 0x6C656173
 CHANNEL = "drpd_changes"
 #: how many feed rows are kept for nodes that were away (then they reload)
 KEEP_CHANGES = 100_000
@@ -241,18 +252,86 @@ class PostgresStore:
                               f"{str(exc).strip().splitlines()[0]}") from None
 
     # -- nodes (drpd.nodes) ----------------------------------------------------
-    async def node_beat(self, node_id: str, name: str, endpoint: str, started: str) -> None:
+    async def node_beat(self, node_id: str, name: str, endpoint: str, started: str,
+                        weight: float = 1.0) -> None:
         """Write this node's row with the database's clock as its heartbeat."""
         def beat(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction():
                 conn.execute(
-                    "INSERT INTO drpd_nodes (id, name, endpoint, started, heartbeat) "
-                    "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET "
+                    "INSERT INTO drpd_nodes (id, name, endpoint, started, heartbeat, weight) "
+                    "VALUES (%s, %s, %s, %s, now(), %s) ON CONFLICT (id) DO UPDATE SET "
                     "name = EXCLUDED.name, endpoint = EXCLUDED.endpoint, "
-                    "started = EXCLUDED.started, heartbeat = now()",
-                    (node_id, name, endpoint, started))
+                    "started = EXCLUDED.started, heartbeat = now(), weight = EXCLUDED.weight",
+                    (node_id, name, endpoint, started, weight))
 
         await self._run(beat)
+
+    # -- instance leases (drpd.leases) -----------------------------------------
+    async def lease_round(self, node_id: str, seconds: float, instances: builtins.list[str],
+                          statuses: dict[str, bytes], live_after: float) -> LeaseView:
+        """One round of this node's leases, in one transaction, by the database's clock.
+
+        Renews this node's leases (writing each held instance's ``statuses``),
+        drops the leases of instances no longer stored, then takes the free or
+        expired ones that placement gives this node: the live node (heard of
+        within ``live_after`` seconds) with the fewest valid leases per unit of
+        weight, ties by id. Another node taking the same instance at once
+        loses: a lease is only ever taken while it is free or expired.
+        """
+        def round_(conn: psycopg.Connection[Any]) -> LeaseView:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK,))
+                for name, status in statuses.items():
+                    conn.execute("UPDATE drpd_leases SET status = %s WHERE instance = %s "
+                                 "AND node = %s", (status, name, node_id))
+                conn.execute("UPDATE drpd_leases SET expires = now() + make_interval(secs => %s) "
+                             "WHERE node = %s", (seconds, node_id))
+                conn.execute("DELETE FROM drpd_leases WHERE NOT (instance = ANY(%s))",
+                             (instances,))
+                nodes = conn.execute(
+                    "SELECT id, name, endpoint, weight FROM drpd_nodes "
+                    "WHERE extract(epoch FROM now() - heartbeat) < %s OR id = %s",
+                    (live_after, node_id)).fetchall()
+                leases = conn.execute(
+                    "SELECT instance, node, status FROM drpd_leases WHERE expires > now()"
+                ).fetchall()
+                owners = {instance: node for instance, node, _ in leases}
+                load = {nid: 0 for nid, _, _, _ in nodes}
+                weight = {nid: max(float(w), 1e-6) for nid, _, _, w in nodes}
+                for node in owners.values():
+                    if node in load:
+                        load[node] += 1
+                mine = []
+                for name in sorted(set(instances) - owners.keys()):
+                    chosen = min(load, key=lambda n: ((load[n] + 1) / weight[n], n))
+                    load[chosen] += 1
+                    if chosen == node_id:
+                        mine.append(name)
+                for name in mine:
+                    taken = conn.execute(
+                        "INSERT INTO drpd_leases (instance, node, expires) "
+                        "VALUES (%s, %s, now() + make_interval(secs => %s)) "
+                        "ON CONFLICT (instance) DO UPDATE SET node = EXCLUDED.node, "
+                        "expires = EXCLUDED.expires, status = '' "
+                        "WHERE drpd_leases.expires <= now() RETURNING instance",
+                        (name, node_id, seconds)).fetchone()
+                    if taken is not None:
+                        owners[name] = node_id
+                return LeaseView(
+                    owners=owners,
+                    statuses={i: bytes(s) for i, n, s in leases if n != node_id and s},
+                    endpoints={nid: endpoint for nid, _, endpoint, _ in nodes},
+                    names={nid: name for nid, name, _, _ in nodes})
+
+        return await self._run(round_)
+
+    async def lease_release(self, node_id: str) -> None:
+        """Give up every lease of this node (it stopped its providers)."""
+        def release(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute("DELETE FROM drpd_leases WHERE node = %s", (node_id,))
+
+        await self._run(release)
 
     async def node_rows(self) -> builtins.list[tuple[str, str, str, str, str, float]]:
         """Every node's (id, name, endpoint, started, last heartbeat, seconds

@@ -36,3 +36,16 @@ HIDDEN_FIELDS = {
     "users": ("Password", "PasswordHash", "Secret"),
     "plugins": ("Secret",),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    """What one lease round saw (drpd.leases): who holds which instance now."""
+
+    #: instance -> the node holding a valid lease on it
+    owners: dict[str, str]
+    #: instance -> its holder's last status report (other nodes' instances)
+    statuses: dict[str, bytes]
+    #: live node id -> its API endpoint and its name
+    endpoints: dict[str, str]
+    names: dict[str, str]
