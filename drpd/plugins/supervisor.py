@@ -480,6 +480,7 @@ class Supervisor:
                      plugin_sock: str, server_sock: str, marker: str) -> _Run:
         env = dict(spec.env)
         env[INSTANCE_VAR] = marker
+        env["DRPD_PLUGIN"] = self.name  # which instance a process serves (ps e, tests)
         try:
             process = await self.host.spawn(spec.argv(verb, plugin_sock, server_sock), env=env,
                                             cwd=spec.cwd)

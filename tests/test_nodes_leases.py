@@ -1,0 +1,185 @@
+"""Three drpd nodes on one PostgreSQL (issue 16): every instance runs on
+exactly one node, spread by weight; a killed node's instances run elsewhere
+within seconds of its leases ending; a node cut off from the database stops
+its providers before another node may start them, so no instance ever runs
+twice; a node that comes back takes part again."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import trio
+
+from drpd.testing import DrpdProcess
+
+from .helpers import api_client
+from .plugin_helpers import install, wait_for
+from .ws_helpers import Proxy
+
+LEASE = 4.0
+ENV = {"DRPD_LEASE_SECONDS": str(LEASE), "DRPD_STOP_GRACE": "0.5",
+       "DRPD_SHUTDOWN_TIMEOUT": "30", "DRPD_BACKOFF_INITIAL": "0.2"}
+
+
+def running() -> Counter[str]:
+    """How many live processes serve each instance now (their DRPD_PLUGIN)."""
+    found: Counter[str] = Counter()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == b"Z":
+            continue
+        for item in env:
+            if item.startswith(b"DRPD_PLUGIN="):
+                found[item.split(b"=", 1)[1].decode()] += 1
+    return found
+
+
+def node(tmp: Path, name: str, url: str) -> DrpdProcess:
+    state = tmp / name / "state"
+    install(state / "plugins", "sdk_echo")
+    return DrpdProcess(state, "--store", url, env={**ENV, "DRPD_NODE_NAME": name})
+
+
+@asynccontextmanager
+async def started(*nodes: DrpdProcess) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Start the nodes off the event loop (a proxy in it may carry their store)."""
+    async with AsyncExitStack() as stack:
+        for n in nodes:
+            await trio.to_thread.run_sync(n.start)
+            stack.push_async_callback(trio.to_thread.run_sync, n.stop)
+        clients = [await stack.enter_async_context(api_client(n)) for n in nodes]
+
+        async def all_alive() -> bool:
+            listed = (await clients[0].get("/nodes")).json()
+            return sum(1 for n in listed if n["State"] == "alive") == len(nodes)
+
+        await wait_for(all_alive, 20)
+        yield clients
+
+
+async def create(api: httpx.AsyncClient, names: list[str]) -> None:
+    for name in names:
+        r = await api.post("/plugins", json={"Name": name, "Provider": "sdk_echo",
+                                             "Params": {"echo/greeting": name}})
+        assert r.status_code == 201, r.text
+
+
+async def placed(api: httpx.AsyncClient, names: list[str], limit: float = 20,
+                 not_on: str = "") -> dict[str, dict[str, Any]]:
+    """Every instance Available (and not on node ``not_on``), as one node shows
+    them; name -> its Runtime."""
+    async def check() -> dict[str, dict[str, Any]] | None:
+        shown = {p["Name"]: p for p in (await api.get("/plugins")).json()}
+        if all(shown.get(n, {}).get("Available") and shown[n]["Runtime"]["Node"] != not_on
+               for n in names):
+            return {n: shown[n]["Runtime"] for n in names}
+        return None
+
+    try:
+        return await wait_for(check, limit)
+    except trio.TooSlowError:
+        raise AssertionError((await api.get("/plugins")).text) from None
+
+
+async def test_instances_spread_and_fail_over(tmp_path: Path, pg_url: str) -> None:
+    a, b, c = (node(tmp_path, n, pg_url) for n in ("a", "b", "c"))
+    names = [f"sp{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
+    async with started(a, b, c) as (api_a, api_b, api_c):
+        await create(api_a, names)
+        runtimes = await placed(api_b, names)
+        # spread evenly (equal weights), each named by the node running it
+        assert Counter(r["Node"] for r in runtimes.values()) == {"a": 2, "b": 2, "c": 2}
+        assert all(count == 1 for name, count in running().items() if name in names)
+        assert set(names) <= set(running())
+        # SIGKILL the node running the first instance: it runs elsewhere
+        victim = {"a": a, "b": b, "c": c}[runtimes[names[0]]["Node"]]
+        lost = [n for n, r in runtimes.items() if r["Node"] == victim.extra_env["DRPD_NODE_NAME"]]
+        survivor = api_a if victim is not a else api_b
+        killed_at = trio.current_time()
+        victim.kill()
+        gone = victim.extra_env["DRPD_NODE_NAME"]
+        await placed(survivor, names, limit=LEASE + 10, not_on=gone)
+        assert lost and trio.current_time() - killed_at < LEASE + 10
+        assert all(count == 1 for name, count in running().items() if name in names)
+        # a node that comes back takes part again: the next instance goes to it
+        await trio.to_thread.run_sync(victim.start)
+        back = gone
+        extra = f"sp-back-{uuid.uuid4().hex[:6]}"
+
+        async def rejoined() -> bool:
+            listed = (await survivor.get("/nodes")).json()
+            return any(n["Name"] == back and n["State"] == "alive" for n in listed)
+
+        await wait_for(rejoined, 20)
+        await create(survivor, [extra])
+        assert (await placed(survivor, [extra]))[extra]["Node"] == back
+
+
+def _via(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{port}"))
+
+
+async def test_a_node_cut_off_never_leaves_an_instance_running_twice(
+        tmp_path: Path, pg_url: str) -> None:
+    proxy = Proxy(urlsplit(pg_url).port or 5432)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.run)
+        a, b = node(tmp_path, "a", pg_url), node(tmp_path, "b", pg_url)
+        c = node(tmp_path, "c", _via(pg_url, proxy.port))
+        names = [f"pt{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
+        most: Counter[str] = Counter()
+
+        async def sample() -> None:
+            while True:
+                now = await trio.to_thread.run_sync(running)
+                for name in names:
+                    most[name] = max(most[name], now[name])
+                await trio.sleep(0.02)
+
+        async with started(a, b, c) as (api_a, _, api_c):
+            await create(api_a, names)
+            runtimes = await placed(api_a, names)
+            on_c = [n for n, r in runtimes.items() if r["Node"] == "c"]
+            assert on_c, runtimes
+            sampling = trio.CancelScope()
+
+            async def sampled() -> None:
+                with sampling:
+                    await sample()
+
+            nursery.start_soon(sampled)
+            proxy.pause()  # c's connections cut, new ones held: c cannot reach the database
+            try:
+                await placed(api_a, names, limit=LEASE + 10, not_on="c")
+                # c refuses writes with a clear 503 meanwhile
+                with trio.fail_after(20):
+                    r = await api_c.post("/machines", json={"Name": "while-cut"})
+                assert r.status_code == 503, r.text
+            finally:
+                proxy.resume()
+            # c is back: it takes part again, and nothing ran twice at any time
+            async def c_alive() -> bool:
+                listed = (await api_a.get("/nodes")).json()
+                return any(n["Name"] == "c" and n["State"] == "alive" for n in listed)
+
+            await wait_for(c_alive, 20)
+            sampling.cancel()
+        nursery.cancel_scope.cancel()  # the proxy, once every node stopped
+        assert all(most[name] == 1 for name in names), most
