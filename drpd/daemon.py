@@ -333,8 +333,17 @@ class Daemon:
                 f"drpd binds {settings.bind}, which is not a loopback address: "
                 "set an admin password first with `drpd passwd <user>`"
             )
+        token_key = await trio.to_thread.run_sync(load_or_create_key,
+                                                  self.state.root / "token.key")
+        secure_key = await trio.to_thread.run_sync(load_secure_key,
+                                                   self.state.root / "secure.key")
+        shared = getattr(self.store, "shared_secret", None)
+        if shared is not None:
+            # nodes sharing the store sign tokens and seal Secure params alike
+            token_key = await shared("token", token_key)
+            secure_key = await shared("secure", secure_key)
         auth = Authenticator(
-            await trio.to_thread.run_sync(load_or_create_key, self.state.root / "token.key"),
+            token_key,
             user_of=self._user_of,
             # an instance's token lasts until the instance is destroyed
             instance_secret_of=self._instance_secret_of,
@@ -359,8 +368,7 @@ class Daemon:
             self.cert, _ = await trio.to_thread.run_sync(
                 ensure_certificate, self.state.tls, settings.bind)
         params = ParamChecker(self.store)
-        secure = SecureParams(await trio.to_thread.run_sync(
-            load_secure_key, self.state.root / "secure.key"), self.store)
+        secure = SecureParams(secure_key, self.store)
         content = ContentService(self.store, secure=secure)
 
         # the plugin side: providers, "left" instances, the controller
@@ -391,7 +399,9 @@ class Daemon:
                                     env=verb_environment(env, auth, settings),
                                     user=provider_user)
         me = this_node(self.state.root, self.endpoint, now_rfc3339(), settings.node_name)
-        nodes = Nodes(me, table_of(self.store), weight=settings.node_weight)
+        cert_pem = "" if self.cert is None else await trio.to_thread.run_sync(
+            self.cert.read_text)
+        nodes = Nodes(me, table_of(self.store), weight=settings.node_weight, cert=cert_pem)
         table = lease_table_of(self.store)
         leases: LocalLeases | Leases = LocalLeases(me)
         if table is not None:  # several nodes may share the store: each instance runs once

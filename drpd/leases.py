@@ -71,6 +71,7 @@ class Ownership(Protocol):
     def owns(self, name: str) -> bool: ...
     def owner(self, name: str) -> Node | None: ...
     def remote_status(self, name: str) -> InstanceStatus | None: ...
+    def cert_of(self, node_id: str) -> str: ...
     def kick(self) -> None: ...
     async def next_round(self) -> None: ...
 
@@ -94,6 +95,9 @@ class LocalLeases:
 
     def remote_status(self, name: str) -> InstanceStatus | None:
         return None
+
+    def cert_of(self, node_id: str) -> str:
+        return ""
 
     def kick(self) -> None:
         pass
@@ -154,6 +158,10 @@ class Leases:
             return self.me
         return Node(Id=node_id, Name=self.view.names.get(node_id, node_id),
                     Endpoint=self.view.endpoints.get(node_id, ""), Started="", LastSeen="")
+
+    def cert_of(self, node_id: str) -> str:
+        """A node's API certificate (PEM), to pin when forwarding to it."""
+        return self.view.certs.get(node_id, "")
 
     def remote_status(self, name: str) -> InstanceStatus | None:
         raw = self.view.statuses.get(name)

@@ -50,7 +50,7 @@ class NodeTable(Protocol):
     """What a store that several nodes share offers (PostgresStore)."""
 
     async def node_beat(self, node_id: str, name: str, endpoint: str, started: str,
-                        weight: float = 1.0) -> None: ...
+                        weight: float = 1.0, cert: str = "") -> None: ...
     async def node_rows(self) -> list[tuple[str, str, str, str, str, float]]: ...
 
 
@@ -75,11 +75,14 @@ def node_id(state_root: Path) -> str:
 class Nodes:
     """This node's heartbeat and the list of every node (cached, refreshed with it)."""
 
-    def __init__(self, me: Node, table: NodeTable | None, *, weight: float = 1.0) -> None:
+    def __init__(self, me: Node, table: NodeTable | None, *, weight: float = 1.0,
+                 cert: str = "") -> None:
         self.me = me
         self.table = table
         #: this node's share of the plugin instances (drpd.leases)
         self.weight = weight
+        #: this node's API certificate (PEM), pinned by nodes that forward to it
+        self.cert = cert
         self._known: list[Node] = []
         self._warned = False
 
@@ -96,7 +99,8 @@ class Nodes:
         while True:
             try:
                 me = self.me
-                await self.table.node_beat(me.Id, me.Name, me.Endpoint, me.Started, self.weight)
+                await self.table.node_beat(me.Id, me.Name, me.Endpoint, me.Started, self.weight,
+                                           self.cert)
                 self._known = [
                     Node(Id=i, Name=n, Endpoint=e, Started=s, LastSeen=seen,
                          State="alive" if age < HEARTBEAT * MISSED else "gone")

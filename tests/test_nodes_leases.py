@@ -107,6 +107,30 @@ async def test_instances_spread_and_fail_over(tmp_path: Path, pg_url: str) -> No
         assert Counter(r["Node"] for r in runtimes.values()) == {"a": 2, "b": 2, "c": 2}
         assert all(count == 1 for name, count in running().items() if name in names)
         assert set(names) <= set(running())
+        # actions, logs and restarts through a node that does not run the instance
+        on_c = next(n for n, r in runtimes.items() if r["Node"] == "c")
+        m = (await api_a.post("/machines", json={"Name": "fw-m"})).json()
+        r = await api_a.post(f"/machines/{m['Uuid']}/actions/echo", params={"plugin": on_c},
+                             json={"echo/greeting": "via a"})
+        assert r.status_code == 200, r.text
+        assert r.json()["Pid"] == runtimes[on_c]["Pid"]
+        assert r.json()["Params"]["echo/greeting"] == "via a"
+        r = await api_a.post(f"/machines/{m['Uuid']}/actions/echo")
+        assert r.status_code == 409, r.text  # six instances offer it, on three nodes
+        listed = (await api_a.get(f"/machines/{m['Uuid']}/actions")).json()
+        assert "echo" in {a["Command"] for a in listed}
+        r = await api_a.get(f"/plugins/{on_c}/log")
+        assert r.status_code == 200 and isinstance(r.json(), list), r.text
+        r = await api_b.post(f"/plugins/{on_c}/restart")
+        assert r.status_code == 200, r.text
+        # a token made by one node works on the others (the nodes share the key)
+        token = (await api_a.get("/users/rocketskates/token")).json()["Token"]
+        async with api_client(c, auth=None,
+                              headers={"Authorization": f"Bearer {token}"}) as bearer:
+            assert (await bearer.get("/info")).status_code == 200
+            r = await bearer.get("/info", headers={"Authorization": f"Bearer {token}x"})
+            assert r.status_code == 401
+        runtimes = await placed(api_b, names)
         # SIGKILL the node running the first instance: it runs elsewhere
         victim = {"a": a, "b": b, "c": c}[runtimes[names[0]]["Node"]]
         lost = [n for n, r in runtimes.items() if r["Node"] == victim.extra_env["DRPD_NODE_NAME"]]

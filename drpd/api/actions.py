@@ -9,6 +9,7 @@ from quart import Blueprint, Response, request
 
 from ..models import BadRequest, Kind, NotFound
 from ..plugins.interface import PluginSide
+from .forward import forward, forwarded
 from .objects import ctx, json_response, parse_json, read_body, resolve
 
 bp = Blueprint("actions", __name__)
@@ -37,6 +38,11 @@ def _show(model: str, command: str, instance: str | None) -> Response:
 
 
 async def _run(model: str, command: str, target: Any, instance: str | None) -> Response:
+    if not forwarded():
+        remote = plugin_side().elsewhere(model, command, plugin=request.args.get("plugin"),
+                                         instance=instance)
+        if remote is not None:  # another node runs the instance: it answers
+            return await forward(remote, await read_body())
     posted = await _posted_params()
     status, body = await plugin_side().run_action(
         model, command, plugin=request.args.get("plugin"), instance=instance, posted=posted,

@@ -13,6 +13,7 @@ from quart import Blueprint, Response, request
 from ..models import Kind, NotFound, Unprocessable
 from ..models.names import is_valid_provider_name
 from ..plugins.interface import PluginSide
+from .forward import forward, forwarded
 from .objects import (
     ctx,
     iter_body,
@@ -78,6 +79,10 @@ async def plugin_restart(kind: Kind, key: str, rest: list[str]) -> Response:
     if request.method != "POST" or rest:
         raise NotFound(f"no such route under plugins/{key}")
     record = resolve(kind, key)
+    remote = None if forwarded() else plugin_side().elsewhere(
+        "plugins", None, plugin=None, instance=record.obj.Name)
+    if remote is not None:
+        return await forward(remote, b"")
     await plugin_side().restart(record.obj.Name, wait=wants_wait())
     return json_response(show(kind, ctx().store.get("plugins", record.obj.Name) or record))
 
@@ -87,6 +92,10 @@ async def plugin_log(kind: Kind, key: str, rest: list[str]) -> Response:
     if request.method != "GET" or rest:
         raise NotFound(f"no such route under plugins/{key}")
     record = resolve(kind, key)
+    remote = None if forwarded() else plugin_side().elsewhere(
+        "plugins", None, plugin=None, instance=record.obj.Name)
+    if remote is not None:
+        return await forward(remote, b"")
     lines = plugin_side().log_lines(record.obj.Name)
     raw = request.args.get("lines", "100")
     try:

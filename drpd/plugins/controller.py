@@ -43,9 +43,10 @@ from ..params import MISSING, ParamChecker
 from ..secure import SecureParams
 from ..store import Record, Store, public_view
 from . import runtime
-from .actions import ActionDispatcher, Observer
+from .actions import ActionDispatcher, Observer, split_command
 from .cgroups import CgroupTree
 from .host import OsHost
+from .interface import Remote
 from .left import LeftInstances
 from .lineage import Lineage, become_subreaper, scan
 from .processes import RUN_VAR, kill_marked
@@ -595,7 +596,24 @@ class PluginController:
                     await sup.wait_settled()
 
     def listing(self, model: str, *, instance: str | None = None) -> list[AvailableAction]:
-        return self.actions.listing(model, instance=instance)
+        found = self.actions.listing(model, instance=instance)
+        if not self.leases.shared:
+            return found
+        # and what the instances other nodes run offer (as they last reported)
+        seen = {(a.Provider, a.Command) for a in found}
+        for record in self.store.list("plugins"):
+            name = record.obj.Name
+            remote = self.leases.remote_status(name)
+            if (instance is not None and name != instance) or name in self.supervisors \
+                    or remote is None or not remote.Available:
+                continue
+            provider = self.registry.providers.get(record.obj.Provider)
+            for action in (provider.AvailableActions or []) if provider else []:
+                if (action.Model or "system") == model \
+                        and (action.Provider, action.Command) not in seen:
+                    seen.add((action.Provider, action.Command))
+                    found.append(action)
+        return sorted(found, key=lambda a: (a.Provider, a.Command))
 
     async def run_action(self, model: str, command: str, *, plugin: str | None,
                          instance: str | None, posted: dict[str, Any],
@@ -609,6 +627,39 @@ class PluginController:
                     and "Params" in target_json:
                 target_json = {**target_json, "Params": self.reveal(target_json["Params"])}
         return await self.actions.call(offer, params, target_json)
+
+    def elsewhere(self, model: str, command: str | None, *, plugin: str | None,
+                  instance: str | None) -> Remote | None:
+        if not self.leases.shared:
+            return None
+        named = instance or plugin
+        if named is not None:
+            return self._remote(named)
+        assert command is not None
+        provider_name, plain = split_command(command)
+        available: list[str] = []
+        for record in self.store.list("plugins"):
+            name = record.obj.Name
+            provider = self.registry.providers.get(record.obj.Provider)
+            if provider is None or (provider_name is not None and provider.Name != provider_name):
+                continue
+            if not any((a.Model or "system") == model and a.Command == plain
+                       for a in provider.AvailableActions or []):
+                continue
+            sup = self.supervisors.get(name)
+            remote = self.leases.remote_status(name)
+            if (sup is not None and sup.available) or (sup is None and remote is not None
+                                                       and remote.Available):
+                available.append(name)
+        # the only available instance runs elsewhere; else this node answers
+        # (it runs it, or says 404 / 409 / 503 as for one node)
+        return self._remote(available[0]) if len(available) == 1 else None
+
+    def _remote(self, name: str) -> Remote | None:
+        owner = self.leases.owner(name)
+        if owner is None or owner.Id == self.leases.me.Id or not owner.Endpoint:
+            return None
+        return Remote(owner.Name, owner.Endpoint, self.leases.cert_of(owner.Id))
 
     def has_provider(self, name: str) -> bool:
         return name in self.registry.providers

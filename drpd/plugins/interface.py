@@ -14,10 +14,21 @@ handler answer once the plugin side has caught up with it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..models import AvailableAction, PluginProvider, PluginRuntime
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Another drpd node that runs the instance a request is about."""
+
+    name: str
+    endpoint: str
+    #: its API certificate (PEM) to pin; empty without TLS
+    cert: str = ""
 
 
 class InstanceView(Protocol):
@@ -66,6 +77,12 @@ class PluginSide(Protocol):
 
         Raises a ``DrpError`` (404, 409, 422, 502, 503, 504) as docs/api.md says.
         """
+        ...
+
+    def elsewhere(self, model: str, command: str | None, *, plugin: str | None,
+                  instance: str | None) -> Remote | None:
+        """The other node to forward to, when the instance this request goes to
+        (named, or the only available one offering ``command``) runs there."""
         ...
 
     # -- providers ---------------------------------------------------------

@@ -27,6 +27,7 @@ cancellation is never held up for long.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import builtins
 import logging
@@ -86,6 +87,7 @@ MIGRATIONS: list[str] = [
     """,
     """
     ALTER TABLE drpd_nodes ADD COLUMN IF NOT EXISTS weight DOUBLE PRECISION NOT NULL DEFAULT 1;
+    ALTER TABLE drpd_nodes ADD COLUMN IF NOT EXISTS cert TEXT NOT NULL DEFAULT '';
     CREATE TABLE IF NOT EXISTS drpd_leases (
         instance TEXT PRIMARY KEY,
         node TEXT NOT NULL,
@@ -253,16 +255,18 @@ class PostgresStore:
 
     # -- nodes (drpd.nodes) ----------------------------------------------------
     async def node_beat(self, node_id: str, name: str, endpoint: str, started: str,
-                        weight: float = 1.0) -> None:
-        """Write this node's row with the database's clock as its heartbeat."""
+                        weight: float = 1.0, cert: str = "") -> None:
+        """Write this node's row with the database's clock as its heartbeat (and
+        its API's certificate, which other nodes pin when they forward to it)."""
         def beat(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction():
                 conn.execute(
-                    "INSERT INTO drpd_nodes (id, name, endpoint, started, heartbeat, weight) "
-                    "VALUES (%s, %s, %s, %s, now(), %s) ON CONFLICT (id) DO UPDATE SET "
+                    "INSERT INTO drpd_nodes (id, name, endpoint, started, heartbeat, weight, cert) "
+                    "VALUES (%s, %s, %s, %s, now(), %s, %s) ON CONFLICT (id) DO UPDATE SET "
                     "name = EXCLUDED.name, endpoint = EXCLUDED.endpoint, "
-                    "started = EXCLUDED.started, heartbeat = now(), weight = EXCLUDED.weight",
-                    (node_id, name, endpoint, started, weight))
+                    "started = EXCLUDED.started, heartbeat = now(), weight = EXCLUDED.weight, "
+                    "cert = EXCLUDED.cert",
+                    (node_id, name, endpoint, started, weight, cert))
 
         await self._run(beat)
 
@@ -289,15 +293,15 @@ class PostgresStore:
                 conn.execute("DELETE FROM drpd_leases WHERE NOT (instance = ANY(%s))",
                              (instances,))
                 nodes = conn.execute(
-                    "SELECT id, name, endpoint, weight FROM drpd_nodes "
+                    "SELECT id, name, endpoint, weight, cert FROM drpd_nodes "
                     "WHERE extract(epoch FROM now() - heartbeat) < %s OR id = %s",
                     (live_after, node_id)).fetchall()
                 leases = conn.execute(
                     "SELECT instance, node, status FROM drpd_leases WHERE expires > now()"
                 ).fetchall()
                 owners = {instance: node for instance, node, _ in leases}
-                load = {nid: 0 for nid, _, _, _ in nodes}
-                weight = {nid: max(float(w), 1e-6) for nid, _, _, w in nodes}
+                load = {nid: 0 for nid, _, _, _, _ in nodes}
+                weight = {nid: max(float(w), 1e-6) for nid, _, _, w, _ in nodes}
                 for node in owners.values():
                     if node in load:
                         load[node] += 1
@@ -320,10 +324,25 @@ class PostgresStore:
                 return LeaseView(
                     owners=owners,
                     statuses={i: bytes(s) for i, n, s in leases if n != node_id and s},
-                    endpoints={nid: endpoint for nid, _, endpoint, _ in nodes},
-                    names={nid: name for nid, name, _, _ in nodes})
+                    endpoints={nid: endpoint for nid, _, endpoint, _, _ in nodes},
+                    names={nid: name for nid, name, _, _, _ in nodes},
+                    certs={nid: cert for nid, _, _, _, cert in nodes})
 
         return await self._run(round_)
+
+    async def shared_secret(self, name: str, local: bytes) -> bytes:
+        """A key every node must use alike (token signing, Secure params): the
+        first node to ask stores its own, so what it signed or sealed before
+        it shared the database stays valid."""
+        def share(conn: psycopg.Connection[Any]) -> bytes:
+            with conn.transaction():
+                conn.execute("INSERT INTO drpd_meta (k, v) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                              (f"key:{name}", base64.b64encode(local).decode()))
+                row = _one(conn.execute("SELECT v FROM drpd_meta WHERE k = %s",
+                                        (f"key:{name}",)))
+                return base64.b64decode(row[0])
+
+        return bytes(await self._run(share))
 
     async def lease_release(self, node_id: str) -> None:
         """Give up every lease of this node (it stopped its providers)."""

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -49,3 +49,5 @@ class LeaseView:
     #: live node id -> its API endpoint and its name
     endpoints: dict[str, str]
     names: dict[str, str]
+    #: live node id -> its API's TLS certificate (PEM; empty without TLS)
+    certs: dict[str, str] = field(default_factory=dict)
