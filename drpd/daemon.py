@@ -318,7 +318,7 @@ class Daemon:
         from .plugins.identity import ProviderUserError
         from .plugins.identity import resolve as resolve_provider_user
         from .plugins.left import LeftInstances
-        from .plugins.providers import ProviderRegistry
+        from .plugins.providers import BlobTable, ProviderRegistry
         from .plugins.runtime import RuntimeDirError, runtime_dir
         from .plugins.runtime import prepare as prepare_runtime_dir
         from .secure import SecureParams
@@ -394,10 +394,12 @@ class Daemon:
             endpoint=self.endpoint, ca_cert=self.cert,
             fileserver=f"http://{url_host(settings.bind)}:{self.static_port}",
             files_dir=self.state.files, run_id=run_id)
+        blobs = getattr(self.store, "blob_get", None) and cast(BlobTable, self.store)
         registry = ProviderRegistry(settings, self.store, content, state_root=self.state.root,
                                     files_dir=self.state.files,
                                     env=verb_environment(env, auth, settings),
-                                    user=provider_user)
+                                    user=provider_user, blobs=blobs or None,
+                                    fetched=lambda: controller.leases_changed())
         me = this_node(self.state.root, self.endpoint, now_rfc3339(), settings.node_name)
         cert_pem = "" if self.cert is None else await trio.to_thread.run_sync(
             self.cert.read_text)

@@ -50,9 +50,13 @@ def running() -> Counter[str]:
     return found
 
 
-def node(tmp: Path, name: str, url: str) -> DrpdProcess:
+def node(tmp: Path, name: str, url: str, provider: bool = True) -> DrpdProcess:
+    """A node; ``provider``: sdk_echo in its own plugin directory (else it
+    gets it from the database, as another node installed it)."""
     state = tmp / name / "state"
-    install(state / "plugins", "sdk_echo")
+    (state / "plugins").mkdir(parents=True)
+    if provider:
+        install(state / "plugins", "sdk_echo")
     return DrpdProcess(state, "--store", url, env={**ENV, "DRPD_NODE_NAME": name})
 
 
@@ -98,7 +102,8 @@ async def placed(api: httpx.AsyncClient, names: list[str], limit: float = 20,
 
 
 async def test_instances_spread_and_fail_over(tmp_path: Path, pg_url: str) -> None:
-    a, b, c = (node(tmp_path, n, pg_url) for n in ("a", "b", "c"))
+    # the provider is only in a's plugin directory: b and c install it from the database
+    a, b, c = (node(tmp_path, n, pg_url, provider=n == "a") for n in ("a", "b", "c"))
     names = [f"sp{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
     async with started(a, b, c) as (api_a, api_b, api_c):
         await create(api_a, names)
@@ -207,3 +212,38 @@ async def test_a_node_cut_off_never_leaves_an_instance_running_twice(
             sampling.cancel()
         nursery.cancel_scope.cancel()  # the proxy, once every node stopped
         assert all(most[name] == 1 for name in names), most
+
+
+async def test_providers_reach_every_node(tmp_path: Path, pg_url: str) -> None:
+    """Uploaded through one node, a provider is installed on every node (its
+    executable from the database, checked by Sha256); removed through
+    another, it is gone from all of them."""
+    a, b = node(tmp_path, "a", pg_url, provider=False), node(tmp_path, "b", pg_url, provider=False)
+    source = Path(__file__).parent / "providers" / "plain_provider.py"
+    async with started(a, b) as (api_a, api_b):
+        r = await api_a.post("/plugin_providers/plain_provider", content=source.read_bytes())
+        assert r.status_code == 201, r.text
+        sha = r.json()["Sha256"]
+        copy = b.state_dir / "plugins" / "plain_provider"
+
+        def fetched() -> bool:
+            import hashlib
+
+            return copy.is_file() and hashlib.sha256(copy.read_bytes()).hexdigest() == sha
+
+        await wait_for(fetched, 15)
+        assert os.access(copy, os.X_OK)
+        names = [f"pp{i}" for i in range(4)]
+        for name in names:
+            r = await api_b.post("/plugins", json={"Name": name, "Provider": "plain_provider"})
+            assert r.status_code == 201, r.text
+        runtimes = await placed(api_a, names)
+        assert {r["Node"] for r in runtimes.values()} == {"a", "b"}
+        for name in names:
+            r = await api_a.delete(f"/plugins/{name}")
+            assert r.status_code == 200, r.text
+        r = await api_b.delete("/plugin_providers/plain_provider")
+        assert r.status_code == 200, r.text
+        original = a.state_dir / "plugins" / "plain_provider"
+        await wait_for(lambda: not original.exists(), 15)
+        assert (await api_a.get("/plugin_providers/plain_provider")).status_code == 404

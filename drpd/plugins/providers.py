@@ -28,7 +28,7 @@ import stat
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import trio
@@ -78,18 +78,40 @@ def _fingerprints(directory: Path) -> dict[str, Fingerprint]:
     return found
 
 
+class BlobTable(Protocol):
+    """Where nodes sharing a store keep provider executables (PostgresStore)."""
+
+    async def blob_put(self, sha256: str, path: Path) -> None: ...
+    async def blob_get(self, sha256: str, dest: Path) -> bool: ...
+    async def blob_prune(self, keep: list[str]) -> None: ...
+
+
 class ProviderRegistry:
     """The installed providers: their files, records, bundles and object types.
 
     It writes ``plugin_providers`` records (and AutoStart instances); the
     plugin controller learns of them from the store's change feed.
+
+    With ``blobs`` (several nodes share the store) the records are the truth:
+    an executable installed on one node is kept in the database by its
+    Sha256, and every other node writes it into its own plugin directory (and
+    unpacks it) when it sees the record; a record removed elsewhere removes
+    the local file. A file missing locally is fetched again, never a reason
+    to drop the record every node shares.
     """
 
     def __init__(self, settings: Settings, store: Store, content: ContentService, *,
                  state_root: Path, files_dir: Path,
                  env: Callable[[str], Mapping[str, str]],
-                 user: ProviderUser | None = None) -> None:
+                 user: ProviderUser | None = None, blobs: BlobTable | None = None,
+                 fetched: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
+        self.blobs = blobs
+        #: called after providers came from another node (instances may start now)
+        self.fetched = fetched
+        #: the Sha256 of each local file, as installed or fetched here
+        self._local_sha: dict[str, str] = {}
+        self._scanned = False
         self.store = store
         self.content = content
         self.state_root = state_root
@@ -178,6 +200,22 @@ class ProviderRegistry:
         changed = [n for n, fp in current.items() if self._seen.get(n) != fp]
         gone = [n for n in self._seen if n not in current]
         self._seen = current
+        if self.blobs is not None:
+            # the shared records decide; missing files are fetched again. A
+            # file already here at start may be an old version: the record's
+            # replaces it (one no record names is installed). One changed while
+            # drpd runs is an operator's install.
+            for name in changed:
+                record = self.store.get("plugin_providers", name)
+                if record is None or (self._scanned
+                                      and self._local_sha.get(name) != record.obj.Sha256):
+                    try:
+                        await self.install(self.directory / name, expected=name, in_place=True)
+                    except (DefineError, DrpError) as exc:
+                        log.error("provider file %s rejected: %s", name, exc)
+            self._scanned = True
+            await self.follow_store()
+            return
         for name in gone:
             if self.providers.get(name) is not None:
                 log.info("provider %s: its file is gone; removing it", name)
@@ -188,9 +226,76 @@ class ProviderRegistry:
             except (DefineError, DrpError) as exc:
                 log.error("provider file %s rejected: %s", name, exc)
         # records whose file vanished while drpd was not running
-        for name in list(self.providers):
+        for name in list(self.providers):  # (one node: with blobs, follow_store)
             if name not in current:
                 await self._forget(name)
+
+    async def follow_store(self) -> None:
+        """Several nodes: make this node's files match the shared records."""
+        assert self.blobs is not None
+        records = {r.obj.Name: r.obj for r in self.store.list("plugin_providers")}
+        changed = False
+        for name in [n for n in self.providers if n not in records]:
+            # removed through another node: its file and unpacked files go here too
+            async with self._lock(name):
+                self.providers.pop(name, None)
+                self._local_sha.pop(name, None)
+                self._seen.pop(name, None)
+                unpacked = self.files_dir / "plugin_providers" / name
+                await trio.to_thread.run_sync(self._remove_local, self.directory / name, unpacked)
+            log.info("provider %s was removed on another node; removed here", name)
+            changed = True
+        for name, provider in records.items():
+            if self._local_sha.get(name) == provider.Sha256:
+                self.providers[name] = provider
+                continue
+            async with self._lock(name):
+                if await self._fetch(name, provider) and self.providers.get(name) != provider:
+                    self.providers[name] = provider
+                    changed = True
+        if changed:
+            self.sync_object_types()
+            self.fetched()
+
+    @staticmethod
+    def _remove_local(path: Path, unpacked: Path) -> None:
+        path.unlink(missing_ok=True)
+        shutil.rmtree(unpacked, ignore_errors=True)
+
+    async def _fetch(self, name: str, provider: PluginProvider) -> bool:
+        """This node's copy of a provider another node installed (True: the
+        local file is that provider now, fetched or already here)."""
+        assert self.blobs is not None
+        path = self.directory / name
+        if await trio.to_thread.run_sync(path.is_file):
+            _, sha = await trio.to_thread.run_sync(file_digest, path)
+            if sha == provider.Sha256:
+                self._local_sha[name] = sha
+                # installed before the nodes shared blobs: the others need a copy
+                await self.blobs.blob_put(sha, path)
+                return True
+        tmp = self.directory / f".fetch-{name}"
+        try:
+            if not await self.blobs.blob_get(provider.Sha256, tmp):
+                log.error("provider %s: the database holds no executable with sha256 %s: "
+                          "upload it again", name, provider.Sha256[:12])
+                self._local_sha[name] = provider.Sha256  # not asked again every poll
+                return False
+            await trio.to_thread.run_sync(os.chmod, tmp, 0o755)
+            await trio.to_thread.run_sync(os.replace, tmp, path)
+        except OSError as exc:
+            log.error("provider %s: cannot write it here: %s", name, exc)
+            return False
+        finally:
+            await trio.to_thread.run_sync(lambda: tmp.unlink(missing_ok=True))
+        self._local_sha[name] = provider.Sha256
+        fingerprints = await trio.to_thread.run_sync(_fingerprints, self.directory)
+        if name in fingerprints:
+            self._seen[name] = fingerprints[name]
+        await self._unpack(name)
+        log.info("provider %s %s fetched from the database (sha256 %s)", name,
+                 provider.Version, provider.Sha256[:12])
+        return True
 
     async def watch(self) -> None:
         while True:
@@ -240,6 +345,9 @@ class ProviderRegistry:
             if unchanged:
                 assert old is not None
                 return old  # the same bytes again change nothing
+            if self.blobs is not None:  # kept for the other nodes, before they see the record
+                await self.blobs.blob_put(sha, self.directory / provider.Name)
+            self._local_sha[provider.Name] = sha
             await self._store(provider)
             self.providers[provider.Name] = provider
             self.sync_object_types()  # its bundle may hold objects of its StoreObjects
@@ -418,6 +526,10 @@ class ProviderRegistry:
         unpacked = self.files_dir / "plugin_providers" / name
         await trio.to_thread.run_sync(lambda: shutil.rmtree(unpacked, ignore_errors=True))
         await self._unmark(name)
+        self._local_sha.pop(name, None)
+        if self.blobs is not None:
+            await self.blobs.blob_prune(
+                [r.obj.Sha256 for r in self.store.list("plugin_providers")])
         await self._changed(name)
         assert provider is not None
         return provider

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import bisect
 import builtins
+import hashlib
 import logging
 import os
 import queue
@@ -37,6 +38,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -93,12 +95,20 @@ MIGRATIONS: list[str] = [
         node TEXT NOT NULL,
         expires TIMESTAMPTZ NOT NULL,
         status BYTEA NOT NULL DEFAULT ''
+    );
+    CREATE TABLE IF NOT EXISTS drpd_blobs (
+        sha256 TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (sha256, part)
     )
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: one advisory lock id for every writer of every node (arbitrary constant)
 WRITE_LOCK = 0x64727064
+#: bytes of a provider executable per row of drpd_blobs
+BLOB_PART = 1 << 20
 #: and one for lease rounds, so two nodes place instances one after the other
 LEASE_LOCK = 0x6C656173
 CHANNEL = "drpd_changes"
@@ -343,6 +353,53 @@ class PostgresStore:
                 return base64.b64decode(row[0])
 
         return bytes(await self._run(share))
+
+    # -- provider executables (drpd.plugins.providers) ---------------------------
+    async def blob_put(self, sha256: str, path: Path) -> None:
+        """Keep a provider's executable, in parts, so every node can install it."""
+        def put(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                if conn.execute("SELECT 1 FROM drpd_blobs WHERE sha256 = %s AND part = 0",
+                                (sha256,)).fetchone() is not None:
+                    return
+                with open(path, "rb") as f:
+                    part = 0
+                    while chunk := f.read(BLOB_PART):
+                        conn.execute("INSERT INTO drpd_blobs (sha256, part, data) "
+                                     "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                                     (sha256, part, chunk))
+                        part += 1
+
+        await self._run(put)
+
+    async def blob_get(self, sha256: str, dest: Path) -> bool:
+        """Write the executable with this digest to ``dest``; False when the
+        database has none (or what it has does not match the digest)."""
+        def get(conn: psycopg.Connection[Any]) -> bool:
+            digest = hashlib.sha256()
+            found = False
+            with conn.transaction(), conn.cursor(name="drpd_blob") as cursor, \
+                    open(dest, "wb") as f:
+                cursor.itersize = 4  # parts in memory at once
+                cursor.execute("SELECT data FROM drpd_blobs WHERE sha256 = %s ORDER BY part",
+                               (sha256,))
+                for (data,) in cursor:
+                    f.write(data)
+                    digest.update(data)
+                    found = True
+                f.flush()
+                os.fsync(f.fileno())
+            return found and digest.hexdigest() == sha256
+
+        return bool(await self._run(get))
+
+    async def blob_prune(self, keep: builtins.list[str]) -> None:
+        """Drop the executables no provider record names any more."""
+        def prune(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute("DELETE FROM drpd_blobs WHERE NOT (sha256 = ANY(%s))", (keep,))
+
+        await self._run(prune)
 
     async def lease_release(self, node_id: str) -> None:
         """Give up every lease of this node (it stopped its providers)."""
