@@ -403,7 +403,9 @@ class Daemon:
         me = this_node(self.state.root, self.endpoint, now_rfc3339(), settings.node_name)
         cert_pem = "" if self.cert is None else await trio.to_thread.run_sync(
             self.cert.read_text)
-        nodes = Nodes(me, table_of(self.store), weight=settings.node_weight, cert=cert_pem)
+        info_errors = [NO_TLS_GO_EVENTS] if settings.no_tls else []
+        nodes = Nodes(me, table_of(self.store), weight=settings.node_weight, cert=cert_pem,
+                      files=self.state.files, problems=info_errors)
         table = lease_table_of(self.store)
         leases: LocalLeases | Leases = LocalLeases(me)
         if table is not None:  # several nodes may share the store: each instance runs once
@@ -427,7 +429,7 @@ class Daemon:
             settings=settings, store=self.store, bus=self.bus, auth=auth,
             api_port=self.api_port, static_port=self.static_port, version=__version__,
             address=url_host(settings.bind).strip("[]"),
-            info_errors=[NO_TLS_GO_EVENTS] if settings.no_tls else [],
+            info_errors=info_errors,
             files_dir=self.state.files, metrics=self.metrics, params=params, content=content,
             secure=secure, plugins=controller, hooks={"plugins": PluginsHooks(controller)},
             nodes=nodes, access=access,

@@ -76,8 +76,14 @@ class Nodes:
     """This node's heartbeat and the list of every node (cached, refreshed with it)."""
 
     def __init__(self, me: Node, table: NodeTable | None, *, weight: float = 1.0,
-                 cert: str = "") -> None:
+                 cert: str = "", files: Path | None = None,
+                 problems: list[str] | None = None) -> None:
         self.me = me
+        #: the file space: several nodes must share one directory (checked)
+        self.files = files
+        #: where a file space that is not shared is reported (``/info`` errors)
+        self.problems = problems if problems is not None else []
+        self._unshared = ""
         self.table = table
         #: this node's share of the plugin instances (drpd.leases)
         self.weight = weight
@@ -106,11 +112,42 @@ class Nodes:
                          State="alive" if age < HEARTBEAT * MISSED else "gone")
                     for i, n, e, s, seen, age in await self.table.node_rows()]
                 self._warned = False
+                await self._check_files()
             except DrpError as exc:  # the database is away: try again next beat
                 if not self._warned:
                     log.warning("node heartbeat: %s", exc)
                     self._warned = True
             await trio.sleep(HEARTBEAT)
+
+
+    async def _check_files(self) -> None:
+        """Several nodes serve one file space only if they share its directory:
+        each leaves a mark in it, and each looks for the marks of the others."""
+        if self.files is None:
+            return
+        marks = self.files / ".drpd-nodes"
+        alive = [n for n in self._known if n.State == "alive" and n.Id != self.me.Id]
+
+        def look() -> list[str]:
+            marks.mkdir(mode=0o755, exist_ok=True)
+            (marks / self.me.Id).touch()
+            return [n.Name for n in alive if not (marks / n.Id).exists()]
+
+        try:
+            missing = await trio.to_thread.run_sync(look)
+        except OSError as exc:
+            missing = [f"? ({exc.strerror})"]
+        text = (f"the file space {self.files} is not shared with node(s) "
+                f"{', '.join(sorted(missing))}: files written through one node are not served "
+                "by the others (mount one shared directory there on every node)"
+                if missing else "")
+        if text != self._unshared:
+            if self._unshared in self.problems:
+                self.problems.remove(self._unshared)
+            if text:
+                self.problems.append(text)
+                log.warning("%s", text)
+            self._unshared = text
 
 
 def this_node(state_root: Path, endpoint: str, started: str, name: str = "") -> Node:

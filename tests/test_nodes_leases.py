@@ -104,10 +104,17 @@ async def placed(api: httpx.AsyncClient, names: list[str], limit: float = 20,
 async def test_instances_spread_and_fail_over(tmp_path: Path, pg_url: str) -> None:
     # the provider is only in a's plugin directory: b and c install it from the database
     a, b, c = (node(tmp_path, n, pg_url, provider=n == "a") for n in ("a", "b", "c"))
+    # one file space for the three, as a shared mount would give them
+    (a.state_dir / "files").mkdir()
+    for other in (b, c):
+        (other.state_dir / "files").symlink_to(a.state_dir / "files")
     names = [f"sp{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
     async with started(a, b, c) as (api_a, api_b, api_c):
         await create(api_a, names)
         runtimes = await placed(api_b, names)
+        marks = a.state_dir / "files" / ".drpd-nodes"
+        await wait_for(lambda: marks.is_dir() and len(os.listdir(marks)) == 3, 10)
+        assert not [e for e in (await api_a.get("/info")).json()["errors"] if "file space" in e]
         # spread evenly (equal weights), each named by the node running it
         assert Counter(r["Node"] for r in runtimes.values()) == {"a": 2, "b": 2, "c": 2}
         assert all(count == 1 for name, count in running().items() if name in names)
@@ -239,6 +246,13 @@ async def test_providers_reach_every_node(tmp_path: Path, pg_url: str) -> None:
             assert r.status_code == 201, r.text
         runtimes = await placed(api_a, names)
         assert {r["Node"] for r in runtimes.values()} == {"a", "b"}
+        # their file spaces are two directories: each says so
+
+        async def unshared() -> bool:
+            errors = (await api_a.get("/info")).json()["errors"]
+            return any("is not shared with node(s) b" in e for e in errors)
+
+        await wait_for(unshared, 10)
         for name in names:
             r = await api_a.delete(f"/plugins/{name}")
             assert r.status_code == 200, r.text
