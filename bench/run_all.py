@@ -6,7 +6,7 @@
     .venv/bin/python bench/run_all.py --report   # no run: the last summary as a Markdown table
 
 Runs ``store``, ``supervise``, ``actions``, ``events`` (when
-``bench/events.py`` exists), ``peer``, ``scale`` and ``limits`` one after
+``bench/events.py`` exists), ``peer``, ``scale``, ``limits`` and ``nodes`` one after
 the other, each in its own process (so one failing does not stop the
 others), with ``--quick`` passed on. Then it reads the JSON each wrote in
 this run and prints one table of headline figures (drpd, baseline, ratio),
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BENCH_DIR, RESULTS_DIR, machine_info, nproc  # noqa: E402
 
-BENCHES = ("store", "supervise", "actions", "events", "peer", "scale", "limits")
+BENCHES = ("store", "supervise", "actions", "events", "peer", "scale", "limits", "nodes")
 #: the figures quoted in the summary, by benchmark (regular expressions, full match);
 #: a benchmark not listed, or whose names all miss, contributes its first three figures
 HEADLINES: dict[str, tuple[str, ...]] = {
@@ -55,6 +55,8 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     "scale": (r"boot: start -> \d+ instances Available", r"drpd RSS with \d+ instances",
               r"drpd idle CPU with \d+ instances",
               r"ping p99, \d+ ws subscribers \+ 20/s events"),
+    "nodes": (r"create c1 p50, PostgreSQL vs SQLite", r"create c32 throughput, 3 nodes vs 1",
+              r"action c32 throughput, 3 nodes vs 1", r"failover: SIGKILL -> Available elsewhere"),
     "limits": (r"provider hop c1: drpd\.http11 both sides p50",
                r"provider hop c32: drpd\.http11 both sides throughput",
                r"API hop c1: GET /api/v3/info p50", r"API hop c32: GET /api/v3/info throughput"),

@@ -22,7 +22,7 @@ from drpd.testing import DrpdProcess
 
 from .helpers import api_client
 from .plugin_helpers import install, wait_for
-from .ws_helpers import Proxy
+from .ws_helpers import Proxy, connect, events
 
 LEASE = 4.0
 ENV = {"DRPD_LEASE_SECONDS": str(LEASE), "DRPD_STOP_GRACE": "0.5",
@@ -110,6 +110,15 @@ async def test_instances_spread_and_fail_over(tmp_path: Path, pg_url: str) -> No
         (other.state_dir / "files").symlink_to(a.state_dir / "files")
     names = [f"sp{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
     async with started(a, b, c) as (api_a, api_b, api_c):
+        # one websocket on b sees the writes made through every node, in Seq order
+        async with connect(b) as ws:
+            await ws.register("profiles.*.*")
+            for i, api in enumerate((api_a, api_c, api_b)):
+                r = await api.post("/profiles", json={"Name": f"from-{i}"})
+                assert r.status_code == 201, r.text
+            seen = events(await ws.until(lambda f: f.get("Key") == "from-2"))
+        assert [f["Key"] for f in seen] == ["from-0", "from-1", "from-2"]
+        assert [f["Seq"] for f in seen] == sorted(f["Seq"] for f in seen)
         await create(api_a, names)
         runtimes = await placed(api_b, names)
         marks = a.state_dir / "files" / ".drpd-nodes"
