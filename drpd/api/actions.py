@@ -39,7 +39,7 @@ def _show(model: str, command: str, instance: str | None) -> Response:
 
 async def _run(model: str, command: str, target: Any, instance: str | None) -> Response:
     if not forwarded():
-        remote = plugin_side().elsewhere(model, command, plugin=request.args.get("plugin"),
+        remote = await plugin_side().elsewhere(model, command, plugin=request.args.get("plugin"),
                                          instance=instance)
         if remote is not None:  # another node runs the instance: it answers
             return await forward(remote, await read_body())

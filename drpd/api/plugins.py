@@ -79,7 +79,7 @@ async def plugin_restart(kind: Kind, key: str, rest: list[str]) -> Response:
     if request.method != "POST" or rest:
         raise NotFound(f"no such route under plugins/{key}")
     record = resolve(kind, key)
-    remote = None if forwarded() else plugin_side().elsewhere(
+    remote = None if forwarded() else await plugin_side().elsewhere(
         "plugins", None, plugin=None, instance=record.obj.Name)
     if remote is not None:
         return await forward(remote, b"")
@@ -92,7 +92,7 @@ async def plugin_log(kind: Kind, key: str, rest: list[str]) -> Response:
     if request.method != "GET" or rest:
         raise NotFound(f"no such route under plugins/{key}")
     record = resolve(kind, key)
-    remote = None if forwarded() else plugin_side().elsewhere(
+    remote = None if forwarded() else await plugin_side().elsewhere(
         "plugins", None, plugin=None, instance=record.obj.Name)
     if remote is not None:
         return await forward(remote, b"")

@@ -628,12 +628,18 @@ class PluginController:
                 target_json = {**target_json, "Params": self.reveal(target_json["Params"])}
         return await self.actions.call(offer, params, target_json)
 
-    def elsewhere(self, model: str, command: str | None, *, plugin: str | None,
-                  instance: str | None) -> Remote | None:
+    async def elsewhere(self, model: str, command: str | None, *, plugin: str | None,
+                        instance: str | None) -> Remote | None:
         if not self.leases.shared:
             return None
         named = instance or plugin
         if named is not None:
+            if (named not in self.supervisors and self.leases.owner(named) is None
+                    and self.store.get("plugins", named) is not None):
+                # taken by a node since this one last looked: look again, briefly
+                self.leases.kick()
+                with trio.move_on_after(self.settings.lease_seconds / 2):
+                    await self.leases.next_round()
             return self._remote(named)
         assert command is not None
         provider_name, plain = split_command(command)

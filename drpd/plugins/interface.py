@@ -79,8 +79,8 @@ class PluginSide(Protocol):
         """
         ...
 
-    def elsewhere(self, model: str, command: str | None, *, plugin: str | None,
-                  instance: str | None) -> Remote | None:
+    async def elsewhere(self, model: str, command: str | None, *, plugin: str | None,
+                        instance: str | None) -> Remote | None:
         """The other node to forward to, when the instance this request goes to
         (named, or the only available one offering ``command``) runs there."""
         ...
