@@ -185,8 +185,12 @@ class PostgresStore:
 
     # -- connections -------------------------------------------------------
     def _connect(self, autocommit: bool = False) -> psycopg.Connection[Any]:
+        # keepalives and a TCP user timeout: a connection the network swallowed
+        # (no reset, no answer) fails within seconds instead of minutes
         conn = psycopg.connect(self.url, autocommit=autocommit,
-                               connect_timeout=max(1, int(self.connect_timeout)))
+                               connect_timeout=max(1, int(self.connect_timeout)),
+                               keepalives=1, keepalives_idle=5, keepalives_interval=2,
+                               keepalives_count=3, tcp_user_timeout=10_000)
         with self._all_lock:
             if self._closed:
                 conn.close()
@@ -253,10 +257,19 @@ class PostgresStore:
             self._idle.put((conn, time.monotonic()))
         return result
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def _run(self, fn: Any, *args: Any, abandon: bool = False) -> Any:
+        """``fn(conn, *args)`` in a worker thread with a pooled connection.
+
+        ``abandon``: a cancel returns at once and leaves the thread to finish
+        (its result unused). For the node's own housekeeping (heartbeats,
+        leases), which must never hold a shutdown or a fence behind a
+        connection the network has swallowed; never for writes, whose
+        outcome the caller must know.
+        """
         try:
             return await trio.to_thread.run_sync(self._with_conn, fn, *args,
-                                                 limiter=self._limiter)
+                                                 limiter=self._limiter,
+                                                 abandon_on_cancel=abandon)
         except psycopg.OperationalError as exc:
             # the database is down or cut off: a clear 503, never a stack trace
             # (psycopg's message names host and port, never the password)
@@ -278,7 +291,7 @@ class PostgresStore:
                     "cert = EXCLUDED.cert",
                     (node_id, name, endpoint, started, weight, cert))
 
-        await self._run(beat)
+        await self._run(beat, abandon=True)
 
     # -- instance leases (drpd.leases) -----------------------------------------
     async def lease_round(self, node_id: str, seconds: float, instances: builtins.list[str],
@@ -338,7 +351,7 @@ class PostgresStore:
                     names={nid: name for nid, name, _, _, _ in nodes},
                     certs={nid: cert for nid, _, _, _, cert in nodes})
 
-        return await self._run(round_)
+        return await self._run(round_, abandon=True)
 
     async def shared_secret(self, name: str, local: bytes) -> bytes:
         """A key every node must use alike (token signing, Secure params): the
@@ -407,7 +420,7 @@ class PostgresStore:
             with conn.transaction():
                 conn.execute("DELETE FROM drpd_leases WHERE node = %s", (node_id,))
 
-        await self._run(release)
+        await self._run(release, abandon=True)
 
     async def node_rows(self) -> builtins.list[tuple[str, str, str, str, str, float]]:
         """Every node's (id, name, endpoint, started, last heartbeat, seconds
@@ -420,7 +433,7 @@ class PostgresStore:
                     "extract(epoch FROM now() - heartbeat) FROM drpd_nodes ORDER BY name, id"
                 ).fetchall()
 
-        return [(i, n, e, s, seen, float(age)) for i, n, e, s, seen, age in await self._run(rows)]
+        return [(i, n, e, s, seen, float(age)) for i, n, e, s, seen, age in await self._run(rows, abandon=True)]
 
     # -- lifecycle -----------------------------------------------------------
     async def open(self) -> None:
