@@ -36,13 +36,14 @@ import errno
 import logging
 import os
 import socket as _socket
-import stat
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 
 import h11
 import msgspec
 import trio
+
+from .unixsock import MAX_UNIX_PATH, bind_unix, check_unix_path
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -68,8 +69,6 @@ Handler = Callable[[str, str, bytes], Awaitable[tuple[int, bytes]]]
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 #: Largest request line plus headers; h11 refuses more (431/400).
 MAX_HEAD = 64 * 1024
-#: Linux's sun_path holds 108 bytes including the terminating NUL.
-MAX_UNIX_PATH = 107
 _READ_SIZE = 65536
 #: Bodies up to this size go out in the same write as the head (one syscall).
 _COALESCE = 65536
@@ -117,15 +116,6 @@ def _reason(status: int) -> bytes:
         return b""
 
 
-def check_unix_path(path: str) -> None:
-    """Fail clearly on a path the kernel would truncate or refuse with a vague error."""
-    size = len(os.fsencode(path))
-    if size > MAX_UNIX_PATH:
-        raise ValueError(
-            f"UNIX socket path is {size} bytes, the limit is {MAX_UNIX_PATH}: {path!r}"
-        )
-
-
 # --------------------------------------------------------------------------- server
 
 
@@ -137,9 +127,13 @@ async def serve_unix(
     max_body: int = DEFAULT_MAX_BODY,
     on_sent: Callable[[str, str, int], None] | None = None,
     mode: int | None = None,
+    bound: tuple[_socket.socket, int] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve HTTP/1.1 on the UNIX socket ``path`` until cancelled.
+
+    ``bound``: the socket already listening there and its file's inode
+    (``drpd.unixsock.bind_unix``; the SDK binds before it imports this).
 
     Start it with ``await nursery.start(serve_unix, path, handler)``: that
     returns once the socket is listening, so a client may connect at once.
@@ -165,17 +159,12 @@ async def serve_unix(
     (if it is still ours) when this returns; open connections are closed
     by cancellation.
     """
-    check_unix_path(path)
-    raw = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        _remove_stale(path)
-        # bound here, like the lstat and stat around it: a short local path
+    if bound is None:
+        # bound here, with the lstat and stat around it: a short local path
         # (trio would use a worker thread, which a test's mock clock cannot see)
-        raw.bind(path)
-        if mode is not None:  # who may connect: the directory around it decides
-            os.chmod(path, mode)
-        raw.listen(backlog)
-        inode = os.stat(path).st_ino
+        bound = bind_unix(path, backlog=backlog, mode=mode)
+    raw, inode = bound
+    try:
         sock = trio.socket.from_stdlib_socket(raw)
     except BaseException:
         raw.close()
@@ -198,16 +187,6 @@ async def serve_unix(
     finally:
         sock.close()
         _unlink_if_ours(path, inode)
-
-
-def _remove_stale(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise FileExistsError(f"{path} exists and is not a socket; refusing to replace it")
-    os.unlink(path)
 
 
 def _unlink_if_ours(path: str, inode: int) -> None:

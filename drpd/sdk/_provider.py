@@ -39,6 +39,8 @@ PublishHandler = Callable[["Context", Event], Awaitable[None]]
 StopHandler = Callable[["Context"], Awaitable[None]]
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
+#: the line that tells drpd the plugin socket accepts connections (drpd.wire.READY)
+READY = "READY!"
 _USAGE = """\
 usage: {prog} define
        {prog} unpack <dir>
@@ -307,11 +309,35 @@ class Provider:
         if verb == "unpack" and len(args) == 2:
             return self._unpack(Path(args[1]))
         if verb in ("serve", "listen") and len(args) == 3:
+            bound = None
+            if not self.selects_events:
+                # ready in the protocol's sense once the plugin socket accepts
+                # connections: bind it with the standard library and say so
+                # before trio and h11 load (most of a provider's start-up);
+                # drpd's first request waits in the backlog meanwhile. A
+                # provider that selects events subscribes first (_serve).
+                from drpd.unixsock import bind_unix, check_connect
+
+                try:
+                    check_connect(args[2])  # drpd's server socket answers
+                except (OSError, ValueError) as exc:
+                    return self._cannot_serve(args[2], exc)
+                try:
+                    bound = bind_unix(args[1])
+                except (OSError, ValueError) as exc:
+                    return self._cannot_serve(args[1], exc)
+                sys.stdout.write(READY + "\n")
+                sys.stdout.flush()
             from ._serve import run_serve  # trio, h11: only for the long-running verb
 
-            return run_serve(self, args[1], args[2])
+            return run_serve(self, args[1], args[2], bound=bound)
         sys.stderr.write(_USAGE.format(prog=prog))
         return 2
+
+    def _cannot_serve(self, path: str, exc: OSError | ValueError) -> int:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        sys.stderr.write(f"{self.name}: cannot serve: {path}: {reason}\n")
+        return 1
 
     def _unpack(self, dest: Path) -> int:
         try:

@@ -15,6 +15,7 @@ drpd gives them their grace period before it sends ``stop``.
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import traceback
 from functools import partial
@@ -192,14 +193,18 @@ class _Runtime:
         with trio.move_on_after(REGISTER_TIMEOUT):
             await registered.wait()
 
-    async def run(self, plugin_sock: str, server: http11.UnixHTTPClient) -> None:
+    async def run(self, plugin_sock: str, server: http11.UnixHTTPClient,
+                  bound: tuple[socket.socket, int] | None = None) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.watch_signals)
             await server.connect()
             await nursery.start(
-                partial(http11.serve_unix, plugin_sock, self.handle, on_sent=self.on_sent)
+                partial(http11.serve_unix, plugin_sock, self.handle, on_sent=self.on_sent,
+                        bound=bound)
             )
+            if bound is not None:
+                return  # READY! was printed once the socket was bound (Provider.run)
             if self.provider.selects_events:
                 await self._start_events(nursery)
             sys.stdout.write(wire.READY + "\n")
@@ -216,18 +221,20 @@ def _key_of(action: Action) -> str:
     return action.Plugin
 
 
-async def _main(provider: Provider, plugin_sock: str, server_sock: str) -> None:
+async def _main(provider: Provider, plugin_sock: str, server_sock: str,
+                bound: tuple[socket.socket, int] | None = None) -> None:
     server = http11.UnixHTTPClient(server_sock, max_connections=8, max_idle=2)
     ctx = Context(provider, server)
     try:
-        await _Runtime(provider, ctx).run(plugin_sock, server)
+        await _Runtime(provider, ctx).run(plugin_sock, server, bound)
     finally:
         with trio.CancelScope(shield=True):
             await ctx.aclose()
             await server.aclose()
 
 
-def run_serve(provider: Provider, plugin_sock: str, server_sock: str) -> int:
+def run_serve(provider: Provider, plugin_sock: str, server_sock: str,
+              bound: tuple[socket.socket, int] | None = None) -> int:
     """Serve until stopped; 0 on a clean stop, 1 when start-up fails (reason on stderr)."""
     if provider.selects_events:
         from ._events import selections
@@ -238,7 +245,7 @@ def run_serve(provider: Provider, plugin_sock: str, server_sock: str) -> int:
             sys.stderr.write(f"{provider.name}: cannot serve: {exc}\n")
             return 1
     try:
-        trio.run(_main, provider, plugin_sock, server_sock)
+        trio.run(_main, provider, plugin_sock, server_sock, bound)
     except BaseExceptionGroup as group:
         startup, rest = group.split((http11.HTTPError, OSError, ValueError))
         if rest is not None or startup is None:
