@@ -307,6 +307,7 @@ class Daemon:
 
         from .api.app import create_app
         from .api.context import ApiContext
+        from .api.events import WsFront
         from .content import ContentService
         from .params import ParamChecker
         from .plugins.controller import (
@@ -435,6 +436,7 @@ class Daemon:
             nodes=nodes, access=access,
         )
         self.app = create_app(context)
+        served = WsFront(self.app, context)  # the websocket in front of quart
 
         def hyper_config() -> Any:
             return HyperConfig()
@@ -452,7 +454,7 @@ class Daemon:
             api_config.certfile = str(self.cert)
             api_config.keyfile = str(self.cert.with_name("server.key"))
             api_sockets = Sockets([api_sock], [], [])
-        return _Parts(controller=controller, app=self.app, api_config=api_config,
+        return _Parts(controller=controller, app=served, api_config=api_config,
                       api_sockets=api_sockets, static_config=_plain_config(HyperConfig()),
                       static_sockets=Sockets([], [static_sock], []),
                       metrics_sockets=metrics_sockets, hyper_config=hyper_config,

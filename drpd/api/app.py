@@ -34,6 +34,7 @@ OPEN_ROUTES = frozenset({("system.healthz", "GET"), ("system.healthz", "HEAD")})
 
 
 def create_app(context: ApiContext) -> QuartTrio:
+    """The quart app of every route but the websocket (``events.WsFront``)."""
     app = QuartTrio("drpd", static_folder=None)  # files are served by drpd.static
     app.config["DRPD"] = context
     # Bodies are read through objects.iter_body, which applies the limit of
@@ -65,18 +66,6 @@ def create_app(context: ApiContext) -> QuartTrio:
         if request.routing_exception is None:
             guard.check_route()
 
-    @app.before_websocket
-    async def authenticate_ws() -> None:
-        from quart import websocket
-
-        header, token = websocket.headers.get("Authorization"), websocket.args.get("token")
-        if not header and token and ":" in token:
-            # DRP's form ``?token=<user>:<password>`` (a signed token has no ':')
-            user, _, password = token.partition(":")
-            g.principal = await context.auth.check_basic(user, password, websocket.remote_addr)
-            return
-        g.principal = await context.auth.check_header(header, token, websocket.remote_addr)
-
     app.register_blueprint(system.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(catalog_routes.bp)
@@ -98,3 +87,4 @@ def create_app(context: ApiContext) -> QuartTrio:
         raise NotFound(f"no such path /{path}")
 
     return app
+

@@ -8,8 +8,9 @@ reads slowly (a websocket send waits for the reader, STACK-NOTES.md) stalls
 its own sender and nobody else; when its feed is full it is told how many
 events it missed (an ``overflow`` frame).
 
-Auth is the app's ``before_websocket`` hook (Basic, Bearer or ``?token=``):
-a refused handshake is answered with the usual 401 ``Error`` body and never
+The websocket is served by :class:`WsFront` on the ASGI interface, in front
+of quart; auth is the same as the API's (Basic, Bearer or ``?token=``): a
+refused handshake is answered with the usual 401 ``Error`` body and never
 upgraded. ``?since=<Seq>`` makes the connection resume (see ``Feed``); a
 ``since`` that is not a non-negative integer is refused with 400 likewise.
 """
@@ -17,14 +18,27 @@ upgraded. ``?since=<Seq>`` makes the connection resume (see ``Feed``); a
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
 
+import msgspec
 import trio
-from quart import Blueprint, Response, g, websocket
+from quart import Blueprint, Response
 
+from ..auth import Principal
 from ..bus import Entry, Feed, Notice
 from ..claims import ALL_SCOPES, ClaimSet
-from ..models import BadRequest, Error, Event, PayloadTooLarge, decode_as
+from ..models import (
+    BadRequest,
+    DrpError,
+    Error,
+    Event,
+    PayloadTooLarge,
+    TooManyRequests,
+    decode_as,
+)
 from ..patterns import PatternError, parse_command
+from .context import ApiContext
 from .objects import ctx, json_response, max_depth, principal, read_body
 
 bp = Blueprint("events", __name__)
@@ -56,8 +70,8 @@ async def post_event() -> Response:
     return json_response(event)
 
 
-def _since() -> int | None:
-    raw = websocket.args.get("since")
+def parse_since(raw: str | None) -> int | None:
+    """``?since=``: a Seq to resume after, or None; 400 for anything else."""
     if raw is None or raw == "":
         return None
     try:
@@ -65,29 +79,9 @@ def _since() -> int | None:
     except ValueError:
         since = -1
     if since < 0:
-        raise BadRequest(f"since must be a Seq (a non-negative integer), not {raw!r}",
+        raise BadRequest(f"since must be a Seq (a non-negative integer), not {raw[:40]!r}",
                          model="events")
     return since
-
-
-@bp.websocket("/api/v3/ws")
-async def ws() -> None:
-    c = ctx()
-    since = _since()
-    await websocket.accept()
-    assert c.access is not None
-    access, who = c.access, g.principal
-    # a superuser sees everything; anyone else each event it may ``get``
-    # (asked again per event: roles and in-flight actions change)
-    sees: Callable[[Event], bool] | None = None
-    if not access.rights(who).everything:
-        def sees(event: Event) -> bool:
-            return visible_event(access.rights(who), event)
-    with c.bus.feed(since=since) as feed:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_send_loop, feed, nursery.cancel_scope, sees)
-            await _receive_loop(feed)
-            nursery.cancel_scope.cancel()
 
 
 def visible_event(held: ClaimSet, event: Event) -> bool:
@@ -98,7 +92,85 @@ def visible_event(held: ClaimSet, event: Event) -> bool:
     return held.allows(event.Type, "get", event.Key)
 
 
-async def _send_loop(feed: Feed, scope: trio.CancelScope,
+class WsFront:
+    """``/api/v3/ws`` served on the ASGI interface itself, in front of the app.
+
+    Every other request goes to quart; this one does not, because each frame
+    through quart's websocket object costs a queue and a task switch, and
+    fan-out to a hundred subscribers is frames and nothing else. The rules
+    are those of the rest of the API: the same credentials (Basic, Bearer,
+    ``?token=``, DRP's ``?token=<user>:<password>``), a refusal answered with
+    a DRP ``Error`` before any upgrade, each event shown only to whom may
+    ``get`` its object.
+    """
+
+    PATH = "/api/v3/ws"
+
+    def __init__(self, app: Any, context: ApiContext) -> None:
+        self.app = app
+        self.context = context
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket" or scope["path"] != self.PATH:
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal, since = await self._admit(scope)
+        except DrpError as exc:
+            await _refuse(send, exc)
+            return
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        c = self.context
+        assert c.access is not None
+        access = c.access
+        # a superuser sees everything; anyone else each event it may ``get``
+        # (asked again per event: roles and in-flight actions change)
+        sees: Callable[[Event], bool] | None = None
+        if not access.rights(principal).everything:
+            def sees(event: Event) -> bool:
+                return visible_event(access.rights(principal), event)
+        with c.bus.feed(since=since) as feed:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_send_loop, feed, send, nursery.cancel_scope, sees)
+                await _receive_loop(feed, receive, send)
+                nursery.cancel_scope.cancel()
+
+    async def _admit(self, scope: dict[str, Any]) -> tuple[Principal, int | None]:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", ())}
+        args = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                              keep_blank_values=True))
+        client = (scope.get("client") or (None,))[0]
+        auth = self.context.auth
+        header, token = headers.get("authorization"), args.get("token")
+        if not header and token and ":" in token:
+            # DRP's form ``?token=<user>:<password>`` (a signed token has no ':')
+            user, _, password = token.partition(":")
+            principal = await auth.check_basic(user, password, client)
+        else:
+            principal = await auth.check_header(header, token, client)
+        return principal, parse_since(args.get("since"))
+
+
+async def _refuse(send: Any, exc: DrpError) -> None:
+    """The handshake answered with a DRP Error, never upgraded (ASGI's
+    websocket denial response, which hypercorn serves)."""
+    body = msgspec.json.encode(exc.to_error())
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if exc.code == 401:
+        headers.append((b"www-authenticate", b'Basic realm="drpd"'))
+    if isinstance(exc, TooManyRequests):
+        headers.append((b"retry-after", str(exc.retry_after).encode()))
+    await send({"type": "websocket.http.response.start", "status": exc.code,
+                "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _send_loop(feed: Feed, send: Any, scope: trio.CancelScope,
                      sees: Callable[[Event], bool] | None = None) -> None:
     """The only task that writes to this socket; a slow reader blocks it alone.
 
@@ -109,23 +181,28 @@ async def _send_loop(feed: Feed, scope: trio.CancelScope,
         try:
             item = await feed.get()
         except trio.EndOfChannel:
-            await websocket.close(GOING_AWAY, "drpd is shutting down")
+            await send({"type": "websocket.close", "code": GOING_AWAY,
+                        "reason": "drpd is shutting down"})
             scope.cancel()
             return
         if sees is not None and isinstance(item, Entry) and not sees(item.event):
             continue
-        await websocket.send(item.text())
+        await send({"type": "websocket.send", "text": item.text()})
 
 
-async def _receive_loop(feed: Feed) -> None:
-    """Apply the client's commands until it disconnects (which cancels this
-    handler) or stops reading what it asked for (closed with 1008)."""
+async def _receive_loop(feed: Feed, receive: Any, send: Any) -> None:
+    """Apply the client's commands until it disconnects or stops reading what
+    it asked for (closed with 1008)."""
     while True:
-        frame = await websocket.receive()
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return  # websocket.disconnect
         if len(feed) > 2 * feed.backlog_limit or feed.queued_bytes > 2 * feed.backlog_bytes:
-            await websocket.close(POLICY_VIOLATION, "too many unread frames")
+            await send({"type": "websocket.close", "code": POLICY_VIOLATION,
+                        "reason": "too many unread frames"})
             return
-        if isinstance(frame, bytes):
+        frame = message.get("text")
+        if frame is None:
             feed.push(_error("", "binary frames are not understood: send text frames "
                                  "`register <type>.<action>.<key>`"))
             continue
