@@ -75,6 +75,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lease_seconds: float = 30.0
     #: PostgreSQL: this node's share of the instances (2 takes twice as many as 1)
     node_weight: float = 1.0
+    #: PostgreSQL: the API URL other nodes forward to (default: the bind
+    #: address, or this host's name when drpd binds every address)
+    node_endpoint: str = ""
     stop_grace: float = 10.0
     #: a provider run longer than this counts as healthy (docs/protocol.md §5)
     healthy_after: float = 60.0
@@ -136,6 +139,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.store_url and not self.store_url.startswith(("postgresql://", "postgres://")):
             raise ValueError("store_url must be empty (the embedded SQLite store) or a "
                              "postgresql:// URL")
+        if self.node_endpoint and not self.node_endpoint.startswith(("http://", "https://")):
+            raise ValueError("node_endpoint must be an http:// or https:// URL")
         if self.node_weight <= 0:
             raise ValueError("node_weight must be positive")
         if self.store_url and self.lease_seconds <= 2 * (self.stop_grace + 1):
@@ -165,7 +170,7 @@ FIELDS = tuple(Settings.__struct_fields__)
 #: (timeouts and limits are read where they are used).
 RESTART_ONLY = frozenset({
     "state_dir", "api_port", "static_port", "bind", "plugin_dir", "no_tls", "metrics_port",
-    "provider_cgroups", "provider_user", "store_url", "node_weight",
+    "provider_cgroups", "provider_user", "store_url", "node_weight", "node_endpoint",
     "event_retain", "basic_auth_cache", "login_failures_allowed", "login_backoff_max",
 })
 

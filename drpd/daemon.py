@@ -201,6 +201,18 @@ class Daemon:
     def endpoint(self) -> str:
         return f"{self.settings.scheme}://{url_host(self.settings.bind)}:{self.api_port}"
 
+    @property
+    def node_endpoint(self) -> str:
+        """The API URL other nodes reach this one at: ``127.0.0.1`` only works
+        for a node on the same machine, so a wildcard bind advertises this
+        host's name (in drpd's certificate too)."""
+        if self.settings.node_endpoint:
+            return self.settings.node_endpoint.rstrip("/")
+        if self.settings.bind in ("0.0.0.0", "", "::"):
+            host = socket.gethostname() or "127.0.0.1"
+            return f"{self.settings.scheme}://{host}:{self.api_port}"
+        return self.endpoint
+
     def request_stop(self) -> None:
         """Begin the ordered shutdown (once ``run`` has started everything)."""
         self.stop_requested.set()
@@ -401,7 +413,7 @@ class Daemon:
                                     env=verb_environment(env, auth, settings),
                                     user=provider_user, blobs=blobs or None,
                                     fetched=lambda: controller.leases_changed())
-        me = this_node(self.state.root, self.endpoint, now_rfc3339(), settings.node_name)
+        me = this_node(self.state.root, self.node_endpoint, now_rfc3339(), settings.node_name)
         cert_pem = "" if self.cert is None else await trio.to_thread.run_sync(
             self.cert.read_text)
         info_errors = [NO_TLS_GO_EVENTS] if settings.no_tls else []

@@ -80,8 +80,10 @@ def test_an_unreachable_store_stops_drpd_with_the_password_hidden(tmp_path: Path
 async def test_nodes_on_one_database_see_each_other(tmp_path: Path, pg_url: str) -> None:
     """Two drpd nodes on one PostgreSQL store: GET /nodes on either lists both,
     each marks itself; a killed node is ``gone`` after its missed heartbeats."""
+    advertised = "https://node-b.example:8092"
     with DrpdProcess(tmp_path / "a", "--store", pg_url, env={"DRPD_NODE_NAME": "node-a"}) as a, \
-            DrpdProcess(tmp_path / "b", "--store", pg_url, env={"DRPD_NODE_NAME": "node-b"}) as b:
+            DrpdProcess(tmp_path / "b", "--store", pg_url,
+                        env={"DRPD_NODE_NAME": "node-b", "DRPD_NODE_ENDPOINT": advertised}) as b:
         async with api_client(a) as api_a, api_client(b) as api_b:
 
             async def both_alive() -> list[dict[str, object]] | None:
@@ -91,7 +93,8 @@ async def test_nodes_on_one_database_see_each_other(tmp_path: Path, pg_url: str)
 
             nodes = await wait_for(both_alive, 15)
             assert [n["Self"] for n in nodes] == [True, False]
-            assert {n["Endpoint"] for n in nodes} == {a.endpoint, b.endpoint}
+            # what other nodes forward to: the bind address, or node_endpoint when set
+            assert {n["Endpoint"] for n in nodes} == {a.endpoint, advertised}
             info = (await api_b.get("/info")).json()
             me = next(n for n in (await api_b.get("/nodes")).json() if n["Self"])
             assert me["Name"] == "node-b" and info["local_id"] == me["Id"]
