@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -460,9 +460,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path,
                         help="results JSON (default bench/results/scale.json, "
                              "or scale-quick.json with --quick)")
+    parser.add_argument("--instances", type=int, default=None,
+                        help="another instance count (growth: 1000 next to the usual 200); "
+                             "one boot, one action round; results in scale-<n>.json")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    output = args.output or RESULTS_DIR / ("scale-quick.json" if args.quick else "scale.json")
+    if args.instances is not None:
+        sizes = replace(sizes, instances=args.instances, restarts=1, action_rounds=1)
+    default = ("scale-quick.json" if args.quick else "scale.json") if args.instances is None \
+        else f"scale-{args.instances}.json"
+    output = args.output or RESULTS_DIR / default
     work = Path(tempfile.mkdtemp(prefix="drpd-bench-scale-"))
     started = time.monotonic()
     meta = machine_info() | {"drpd_source": git_state()}
