@@ -38,13 +38,14 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy
 
 ## Every benchmark in full, then a summary (bench/results/*.json); bench-quick: CI-sized.
-## bench/peer.py needs supervisord (PyPI: supervisor), installed here if missing.
+## bench/peer.py needs supervisord, bench/growth.py matplotlib: the `bench` extra,
+## installed here if missing.
 bench: $(TEST_STAMP)
-	$(BIN)/python -c 'import supervisor' 2>/dev/null || $(BIN)/pip install --quiet supervisor
+	$(BIN)/python -c 'import supervisor, matplotlib' 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run_all.py
 
 bench-quick: $(TEST_STAMP)
-	$(BIN)/python -c 'import supervisor' 2>/dev/null || $(BIN)/pip install --quiet supervisor
+	$(BIN)/python -c 'import supervisor, matplotlib' 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run_all.py --quick
 
 clean:

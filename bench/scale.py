@@ -102,6 +102,9 @@ class Sizes:
     subscribers: int
     #: events per second posted while the subscribers listen (one loaded run each)
     event_rates: tuple[float, ...]
+    #: also spawn as many bare providers at once (the boot baseline); a
+    #: growth run (--instances) compares with the usual run instead
+    bare: bool = True
 
 
 FULL = Sizes(instances=200, fill_workers=8, restarts=3, window=10.0, settle=3.0,
@@ -268,11 +271,14 @@ async def bare_boot(site: BareSite, count: int, results: Results) -> None:
     config_at: list[float] = []
     t0 = time.perf_counter()
 
+    # a thousand interpreters starting at once on two cores take minutes
+    limit = max(30.0, count * 0.25)
+
     async def one(i: int) -> None:
-        run = await site.spawn(provider_path(PROVIDER))
+        run = await site.spawn(provider_path(PROVIDER), limit=limit)
         runs.append(run)
         ready_at.append(time.perf_counter())
-        await run.config({"Name": f"bare-{i}"})
+        await run.config({"Name": f"bare-{i}"}, limit=limit)
         config_at.append(time.perf_counter())
 
     try:
@@ -400,7 +406,8 @@ async def run_all(work: Path, sizes: Sizes, results: Results) -> None:
             for r in range(sizes.restarts):
                 print(f"boot round {r + 1}/{sizes.restarts}", flush=True)
                 await timed_boot(drpd, set(names), results)
-                await bare_boot(site, sizes.instances, results)
+                if sizes.bare:
+                    await bare_boot(site, sizes.instances, results)
         print(f"idle window with {sizes.instances} instances", flush=True)
         await trio.sleep(sizes.settle)
         cpu, rss, kids = await idle_window(drpd.pid, sizes.window)
@@ -428,12 +435,13 @@ async def run_all(work: Path, sizes: Sizes, results: Results) -> None:
 def figures_from(results: Results, sizes: Sizes) -> list[Figure]:
     n = sizes.instances
     f = results.figure
-    figs = [
+    figs = [] if not sizes.bare else [
         f(f"boot: start -> {n} instances Available", "drpd start -> all available",
           "bare spawn -> all READY!", f"{n} bare plain_provider spawned at once -> all READY!",
           note="drpd restarted on a store holding the instances; ws events + GET /plugins"),
         f(f"boot: start -> {n} Available vs bare READY! + config", "drpd start -> all available",
-          "bare spawn -> all configured", f"{n} bare spawns -> all READY! and configured"),
+          "bare spawn -> all configured", f"{n} bare spawns -> all READY! and configured")]
+    figs += [
         f(f"drpd RSS with {n} instances", f"drpd RSS, {n} instances", "drpd RSS, 0 instances",
           "the same drpd with 0 instances"),
         f(f"drpd idle CPU with {n} instances", f"drpd idle CPU, {n} instances",
@@ -466,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.instances is not None:
-        sizes = replace(sizes, instances=args.instances, restarts=1, action_rounds=1)
+        sizes = replace(sizes, instances=args.instances, restarts=1, action_rounds=1, bare=False)
     default = ("scale-quick.json" if args.quick else "scale.json") if args.instances is None \
         else f"scale-{args.instances}.json"
     output = args.output or RESULTS_DIR / default

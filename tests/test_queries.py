@@ -214,3 +214,21 @@ async def test_pubkey_and_client_sealing(api: httpx.AsyncClient, drpd: DrpdProce
     assert r.status_code == 422 and "pubkey" in r.json()["Messages"][0]
     shown = (await api.get("/machines/Name:q-a", params={"decode": "true"})).json()
     assert shown["Params"]["q-secret"] == "hunter2" and "q-secret2" not in shown["Params"]
+
+
+async def test_a_plain_page_is_a_slice_of_the_whole_list(api: httpx.AsyncClient) -> None:
+    """Without a filter or a sort only the page is shown (drpd.api.queries):
+    the page, its order and the count headers stay those of the whole list."""
+    whole = await api.get("/machines")
+    keys = [m["Uuid"] for m in whole.json()]
+    assert len(keys) >= 3
+    for query, expected in (({"offset": "1", "limit": "2"}, keys[1:3]),
+                            ({"reverse": "true", "limit": "2"}, keys[::-1][:2]),
+                            ({"offset": "2"}, keys[2:]),
+                            ({"offset": str(len(keys) + 5)}, [])):
+        r = await api.get("/machines", params=query)
+        assert [m["Uuid"] for m in r.json()] == expected, query
+        assert r.headers["X-DRP-LIST-TOTAL-COUNT"] == str(len(keys))
+        assert r.headers["X-DRP-LIST-COUNT"] == str(len(expected))
+    slim = (await api.get("/machines", params={"limit": "1", "slim": "Params"})).json()
+    assert "Params" not in slim[0]
