@@ -6,8 +6,8 @@
     .venv/bin/python bench/run_all.py --report   # no run: the last summary as a Markdown table
 
 Runs ``store``, ``supervise``, ``actions``, ``events`` (when
-``bench/events.py`` exists), ``peer``, ``scale``, ``limits``, ``nodes`` and
-``sdk_startup`` one after
+``bench/events.py`` exists), ``peer``, ``scale``, ``limits``, ``nodes``,
+``sdk_startup`` and ``growth`` one after
 the other, each in its own process (so one failing does not stop the
 others), with ``--quick`` passed on. Then it reads the JSON each wrote in
 this run and prints one table of headline figures (drpd, baseline, ratio),
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import BENCH_DIR, RESULTS_DIR, machine_info, nproc  # noqa: E402
 
 BENCHES = ("store", "supervise", "actions", "events", "peer", "scale", "limits", "nodes",
-           "sdk_startup")
+           "sdk_startup", "growth")
 #: the figures quoted in the summary, by benchmark (regular expressions, full match);
 #: a benchmark not listed, or whose names all miss, contributes its first three figures
 HEADLINES: dict[str, tuple[str, ...]] = {
@@ -57,6 +57,8 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     "scale": (r"boot: start -> \d+ instances Available", r"drpd RSS with \d+ instances",
               r"drpd idle CPU with \d+ instances",
               r"ping p99, \d+ ws subscribers \+ 20/s events"),
+    "growth": (r"list page of 100 p50, [\d,]+ machines", r"drpd RSS per 1,000 machines .*",
+               r"start -> serving, [\d,]+ machines"),
     "sdk_startup": (r"spawn -> READY!, drpd.sdk vs stdlib provider",
                     r"spawn -> first answer, drpd.sdk vs stdlib provider"),
     "nodes": (r"create c1 p50, PostgreSQL vs SQLite", r"create c32 throughput, 3 nodes vs 1",
