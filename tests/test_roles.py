@@ -279,3 +279,34 @@ async def test_websocket_shows_only_what_the_subscriber_may_get(
         assert r.status_code == 200
         seen = events(await ws.until(lambda f: f.get("Type") == "marker"))
     assert [(f["Type"], f["Key"]) for f in seen] == [("machines", M1), ("marker", "k")]
+
+
+async def test_read_only_changes_nothing_anywhere(drpd: DrpdProcess,
+                                                  admin: httpx.AsyncClient) -> None:
+    """Every write route of the OpenAPI description refuses a read-only user,
+    and so does minting a token for someone else; an operator is refused
+    every write to users and roles."""
+    await _seed(admin)
+    await _user(admin, "rita", ["read-only"])
+    await _user(admin, "otto", ["operator"])
+
+    async def snapshot() -> list[Any]:
+        return [(await admin.get(path)).json()
+                for path in (f"/machines/{M1}", "/users", "/roles", "/profiles", "/params")]
+
+    before = await snapshot()
+    async with api_client(drpd, auth=("rita", "rita-pw")) as rita, \
+            api_client(drpd, auth=("otto", "otto-pw")) as otto:
+        for method, path in _routes():
+            writes = method != "get" or path == "/users/{key}/token"
+            if not writes or (method, path) in ANYONE:
+                continue
+            url, body = _fill(path), _body(method, path)
+            if method == "put" and body is None:
+                body = {}
+            r = await rita.request(method.upper(), url, json=body)
+            assert r.status_code == 403, (method, path, r.status_code, r.text)
+            if path.startswith(("/users", "/roles")):
+                r = await otto.request(method.upper(), url, json=body)
+                assert r.status_code == 403, (method, path, r.status_code, r.text)
+    assert await snapshot() == before
