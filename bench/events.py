@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import math
+import os
 import socket
 import subprocess
 import sys
@@ -86,6 +88,8 @@ from bench.common import (  # noqa: E402
 from drpd.testing import DEFAULT_AUTH, DrpdProcess  # noqa: E402
 
 SUBSCRIBERS = (1, 10, 100)
+#: requests the drpd publisher sends on one connection
+PER_CONNECTION = 500
 PATTERN = "bench.*.*"
 
 
@@ -167,6 +171,8 @@ class Target:
     #: ``first_index...``, as fast as it can (``rate`` None) or at ``rate`` per
     #: second, recording each one's send time (its scheduled time when paced)
     publisher: Callable[..., Any]
+    #: the server's process id (its CPU time is read from /proc)
+    pid: int
 
 
 def event_body(i: int, pad: str) -> dict[str, Any]:
@@ -192,31 +198,44 @@ def drpd_target(drpd: DrpdProcess, sizes: Sizes) -> Target:
     pad = "x" * sizes.pad
 
     async def publish(count: int, first: int, t_send: list[float], rate: float | None) -> None:
-        limits = httpx.Limits(max_connections=sizes.window, max_keepalive_connections=sizes.window)
-        async with httpx.AsyncClient(base_url=drpd.endpoint + "/api/v3", auth=DEFAULT_AUTH,
-                                     limits=limits, trust_env=False, timeout=60) as client:
+        # one kept-alive connection, up to ``window`` requests pipelined: the
+        # publisher's own cost (httpx's would be ~1 ms of this process's CPU
+        # per event) must not stand in for drpd's fan-out, since the
+        # subscribers share this process (the bare publisher is a websocket)
+        port = int(drpd.endpoint.rsplit(":", 1)[1])
+        head = (f"POST /api/v3/events HTTP/1.1\r\nHost: {LOOPBACK}\r\n"
+                f"Authorization: Basic {token.decode()}\r\n"
+                "Content-Type: application/json\r\nContent-Length: ").encode()
+        start = time.perf_counter()
+        # hypercorn closes a connection after keep_alive_max_requests (1000)
+        for offset in range(0, count, PER_CONNECTION):
+            stream = await trio.open_tcp_stream(LOOPBACK, port)
+            batch = range(first + offset, first + min(count, offset + PER_CONNECTION))
             slots = trio.Semaphore(sizes.window)
-            start = time.perf_counter()
 
-            async def post(i: int) -> None:
-                try:
-                    if rate is None:
-                        t_send[i] = time.perf_counter()
-                    response = await client.post("/events", json=event_body(i, pad))
-                    if response.status_code != 200:
-                        raise RuntimeError(f"POST /events: {response.status_code} {response.text}")
-                finally:
+            async def read_answers(stream: trio.SocketStream, n: int,
+                                   slots: trio.Semaphore) -> None:
+                reader = _Answers(stream)
+                for _ in range(n):
+                    status, body = await reader.next()
+                    if status != 200:
+                        raise RuntimeError(f"POST /events: {status} {body[:300]!r}")
                     slots.release()
 
-            async with trio.open_nursery() as nursery:
-                for n, i in enumerate(range(first, first + count)):
+            async with stream, trio.open_nursery() as nursery:
+                nursery.start_soon(read_answers, stream, len(batch), slots)
+                for i in batch:
                     if rate is not None:
-                        t_send[i] = await _until(start + n / rate)
+                        t_send[i] = await _until(start + (i - first) / rate)
                     await slots.acquire()
-                    nursery.start_soon(post, i)
+                    body = msgspec.json.encode(event_body(i, pad))
+                    if rate is None:
+                        t_send[i] = time.perf_counter()
+                    await stream.send_all(head + b"%d\r\n\r\n" % len(body) + body)
 
+    assert drpd.proc is not None
     return Target("drpd", drpd.endpoint.replace("http://", "ws://") + "/api/v3/ws", headers,
-                  drpd_ready, publish)
+                  drpd_ready, publish, drpd.proc.pid)
 
 
 def bare_target(bare: BareWs, sizes: Sizes) -> Target:
@@ -238,7 +257,39 @@ def bare_target(bare: BareWs, sizes: Sizes) -> Target:
                     t_send[i] = await _until(start + n / rate)
                 await ws.send_message(text)
 
-    return Target("bare", base + "/sub", [], bare_ready, publish)
+    assert bare.proc is not None
+    return Target("bare", base + "/sub", [], bare_ready, publish, bare.proc.pid)
+
+
+class _Answers:
+    """HTTP/1.1 responses read off one stream, in order (status, body); only
+    what drpd sends (Content-Length bodies)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    async def next(self) -> tuple[int, bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            await self._more()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(self.buffer) < length:
+            await self._more()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, body
+
+    async def _more(self) -> None:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise RuntimeError("drpd closed the publisher's connection")
+        self.buffer += data
 
 
 async def _until(when: float) -> float:
@@ -249,10 +300,17 @@ async def _until(when: float) -> float:
     return when
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(target: Target, subscribers: int, sizes: Sizes,
-                  rate: float | None = None) -> tuple[Sample, int]:
+                  rate: float | None = None) -> tuple[Sample, int, float]:
     """One run: connect, warm up, publish (a flood, or paced at ``rate``);
-    returns the sample and the events missed."""
+    returns the sample, the events missed and the server's CPU seconds
+    over the timed part."""
     events = sizes.events[subscribers] if rate is None else sizes.paced[subscribers]
     total = sizes.warmup + events
     t_send = [0.0] * total
@@ -291,12 +349,14 @@ async def measure(target: Target, subscribers: int, sizes: Sizes,
                     nursery.start_soon(receive, ws, sizes.warmup, False)
                 await target.publisher(sizes.warmup, 0, t_send, None)
             start = clock()
+            cpu_start = cpu_seconds(target.pid)
             async with trio.open_nursery() as nursery:
                 for ws in sockets:
                     nursery.start_soon(receive, ws, events, True)
                 await target.publisher(events, sizes.warmup, t_send, rate)
+            cpu = cpu_seconds(target.pid) - cpu_start
             elapsed = last_receive[0] - start
-    return Sample(len(latencies), elapsed, latencies, subscribers), missed[0]
+    return Sample(len(latencies), elapsed, latencies, subscribers), missed[0], cpu
 
 
 async def publish_path(drpd: DrpdProcess, bare: BareQuart, sizes: Sizes,
@@ -330,11 +390,17 @@ async def run_round(targets: list[Target], sizes: Sizes, results: dict[str, Roun
             for target in targets:
                 mode = "flood" if rate is None else "paced"
                 name = f"{target.name} {subscribers} sub {mode}"
-                sample, lost = await measure(target, subscribers, sizes, rate)
+                sample, lost, cpu = await measure(target, subscribers, sizes, rate)
                 results.setdefault(name, Rounds(name)).add(sample)
                 missed[name] = missed.get(name, 0) + lost
+                cpu_us = cpu / max(1, sample.count) * 1e6
+                # its own Rounds: ``rate`` of a Sample of one "operation" taking
+                # the CPU time per delivery in microseconds
+                results.setdefault(name + " cpu", Rounds(name + " cpu")).add(
+                    Sample(1, 1 / cpu_us if cpu_us else math.nan, []))
                 print(f"  {name:>20}: {sample.rate:9,.0f} deliveries/s  "
-                      f"p50 {sample.p50_ms:7.2f} ms  p99 {sample.p99_ms:7.2f} ms"
+                      f"p50 {sample.p50_ms:7.2f} ms  p99 {sample.p99_ms:7.2f} ms  "
+                      f"server CPU {cpu_us:6.1f} us/delivery"
                       + (f"  MISSED {lost}" if lost else ""), flush=True)
 
 
@@ -355,6 +421,10 @@ def figures_from(results: dict[str, Rounds], sizes: Sizes) -> list[Figure]:
             d, b = results[f"drpd {n} sub {mode}"], results[f"bare {n} sub {mode}"]
             figs.append(Figure(f"{what}, {label}", getattr(d, attr), unit, getattr(b, attr), base,
                                value_rounds=d.per_round(attr), baseline_rounds=b.per_round(attr)))
+        d, b = results[f"drpd {n} sub flood cpu"], results[f"bare {n} sub flood cpu"]
+        figs.append(Figure(f"server CPU per delivery (flood), {label}", d.rate, "us", b.rate,
+                           base, note="drpd's includes its POST /events per event",
+                           value_rounds=d.per_round("rate"), baseline_rounds=b.per_round("rate")))
     return figs
 
 

@@ -40,13 +40,14 @@ import trio
 
 from .models import Event
 from .patterns import Pattern
+from .wsframes import text_frame
 
 __all__ = ["Entry", "EventBus", "Feed", "Item", "Notice", "Subscription"]
 
 Filter = Callable[[Event], bool]
 _encode = msgspec.json.Encoder().encode
-#: events up to this size keep their text form once made (see ``Entry.text``)
-TEXT_CACHE_MAX = 64 * 1024
+#: events up to this size keep their websocket frame once made (see ``Entry.frame``)
+FRAME_CACHE_MAX = 64 * 1024
 
 
 def _now() -> str:
@@ -66,14 +67,14 @@ class Entry:
     frozen.
     """
 
-    __slots__ = ("event", "size", "_json", "_text")
+    __slots__ = ("event", "size", "_json", "_frame")
 
     def __init__(self, event: Event) -> None:
         self._json: bytes = _encode(event)
         self.size = len(self._json)
         self.event = Event(Time=event.Time, Type=event.Type, Action=event.Action,
                            Key=event.Key, Principal=event.Principal, Seq=event.Seq)
-        self._text: str | None = None
+        self._frame: bytes | None = None
 
     @property
     def seq(self) -> int:
@@ -83,14 +84,18 @@ class Entry:
         return self._json
 
     def text(self) -> str:
-        """The JSON as text (what a websocket sends); kept for small events
-        only, so a big retained event is not held twice."""
-        if self._text is not None:
-            return self._text
-        text = self._json.decode()
-        if self.size <= TEXT_CACHE_MAX:
-            self._text = text
-        return text
+        return self._json.decode()
+
+    def frame(self) -> bytes:
+        """The websocket text frame of the JSON, the same bytes for every
+        subscriber; kept for small events only, so a big retained event is
+        not held twice."""
+        frame = self._frame
+        if frame is None:
+            frame = text_frame(self._json)
+            if self.size <= FRAME_CACHE_MAX:
+                self._frame = frame
+        return frame
 
 
 class Notice(msgspec.Struct, kw_only=True):

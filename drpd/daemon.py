@@ -25,6 +25,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -158,6 +159,8 @@ class _Parts:
     hyper_config: Callable[[], Any]
     nodes: Nodes
     leases: LocalLeases | Leases
+    #: drpd.api.websocket.RawWebsocket: /api/v3/ws before hypercorn
+    websocket: Any
 
 
 class Daemon:
@@ -231,6 +234,7 @@ class Daemon:
         from hypercorn.typing import ASGIFramework
         from hypercorn.utils import wrap_app
 
+        from .api.server import serve_api
         from .static import StaticFiles
 
         with ExitStack() as stack:
@@ -268,7 +272,8 @@ class Daemon:
                     leases_scope = trio.CancelScope()
                     await nursery.start(_in_scope, leases_scope, trio.Event(),
                                         parts.leases.serve)
-                    await nursery.start(_serve, worker_serve, wrap_app(parts.app, 0, "asgi"),
+                    await nursery.start(_serve, partial(serve_api, websocket=parts.websocket),
+                                        wrap_app(parts.app, 0, "asgi"),
                                         parts.api_config, parts.api_sockets, listeners_stop)
                     await nursery.start(_serve, worker_serve,
                                         wrap_app(cast(ASGIFramework, StaticFiles(self.state.files)), 0, "asgi"),
@@ -320,6 +325,7 @@ class Daemon:
         from .api.app import create_app
         from .api.context import ApiContext
         from .api.events import WsFront
+        from .api.websocket import RawWebsocket
         from .content import ContentService
         from .params import ParamChecker
         from .plugins.controller import (
@@ -448,7 +454,10 @@ class Daemon:
             nodes=nodes, access=access,
         )
         self.app = create_app(context)
-        served = WsFront(self.app, context)  # the websocket in front of quart
+        # the websocket: taken before hypercorn (RawWebsocket), or in front of
+        # quart for an upgrade that reaches hypercorn (WsFront)
+        served = WsFront(self.app, context)
+        websocket = RawWebsocket(context)
 
         def hyper_config() -> Any:
             return HyperConfig()
@@ -470,7 +479,7 @@ class Daemon:
                       api_sockets=api_sockets, static_config=_plain_config(HyperConfig()),
                       static_sockets=Sockets([], [static_sock], []),
                       metrics_sockets=metrics_sockets, hyper_config=hyper_config,
-                      nodes=nodes, leases=leases)
+                      nodes=nodes, leases=leases, websocket=websocket)
 
     async def _shutdown(self, nursery: trio.Nursery, controller: Any,
                         controller_scope: trio.CancelScope, controller_done: trio.Event,

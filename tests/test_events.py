@@ -149,7 +149,27 @@ def test_entry_json_is_encoded_once_and_shared() -> None:
     bus.publish(ev(1))
     ea, eb = a.pop_nowait(), b.pop_nowait()
     assert ea is eb
-    assert isinstance(ea, Entry) and ea.text() is ea.text() and '"Seq":1' in ea.text()
+    assert isinstance(ea, Entry) and ea.json() is ea.json() and b'"Seq":1' in ea.json()
+    # the websocket frame too: made once, the same bytes for every subscriber
+    assert ea.frame() is ea.frame() and ea.frame().endswith(ea.json())
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])
+def test_a_shared_frame_is_what_a_client_parses_as_one_text_message(size: int) -> None:
+    """Every header length of RFC 6455 (7-bit, 16-bit, 64-bit), read back by
+    wsproto's client side, as a websocket client of drpd reads it."""
+    from wsproto.frame_protocol import FrameProtocol, Opcode
+
+    from drpd.wsframes import text_frame
+
+    payload = ("é" * (size // 2) + "x" * (size % 2)).encode()
+    client = FrameProtocol(client=True, extensions=[])
+    client.receive_bytes(text_frame(payload))
+    frames = list(client.received_frames())
+    assert len(frames) == 1
+    frame = frames[0]
+    assert frame.opcode is Opcode.TEXT and frame.frame_finished and frame.message_finished
+    assert frame.payload == payload.decode()
 
 
 async def test_get_waits_and_close_ends_iteration() -> None:

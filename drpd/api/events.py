@@ -114,8 +114,12 @@ class WsFront:
         if scope["type"] != "websocket" or scope["path"] != self.PATH:
             await self.app(scope, receive, send)
             return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", ())}
         try:
-            principal, since = await self._admit(scope)
+            principal, since = await admit(self.context, headers,
+                                           scope.get("query_string", b"").decode("latin-1"),
+                                           (scope.get("client") or (None,))[0])
         except DrpError as exc:
             await _refuse(send, exc)
             return
@@ -124,40 +128,47 @@ class WsFront:
             return
         await send({"type": "websocket.accept"})
         c = self.context
-        assert c.access is not None
-        access = c.access
-        # a superuser sees everything; anyone else each event it may ``get``
-        # (asked again per event: roles and in-flight actions change)
-        sees: Callable[[Event], bool] | None = None
-        if not access.rights(principal).everything:
-            def sees(event: Event) -> bool:
-                return visible_event(access.rights(principal), event)
+        sees = viewer(c, principal)
         with c.bus.feed(since=since) as feed:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_send_loop, feed, send, nursery.cancel_scope, sees)
                 await _receive_loop(feed, receive, send)
                 nursery.cancel_scope.cancel()
 
-    async def _admit(self, scope: dict[str, Any]) -> tuple[Principal, int | None]:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", ())}
-        args = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                              keep_blank_values=True))
-        client = (scope.get("client") or (None,))[0]
-        auth = self.context.auth
-        header, token = headers.get("authorization"), args.get("token")
-        if not header and token and ":" in token:
-            # DRP's form ``?token=<user>:<password>`` (a signed token has no ':')
-            user, _, password = token.partition(":")
-            principal = await auth.check_basic(user, password, client)
-        else:
-            principal = await auth.check_header(header, token, client)
-        return principal, parse_since(args.get("since"))
+
+async def admit(context: ApiContext, headers: dict[str, str], query: str,
+                client: str | None) -> tuple[Principal, int | None]:
+    """Who opens this websocket, and the Seq it resumes after: the API's
+    credentials (``headers`` with lower-case names), or a DrpError to refuse
+    the handshake with."""
+    args = dict(parse_qsl(query, keep_blank_values=True))
+    auth = context.auth
+    header, token = headers.get("authorization"), args.get("token")
+    if not header and token and ":" in token:
+        # DRP's form ``?token=<user>:<password>`` (a signed token has no ':')
+        user, _, password = token.partition(":")
+        principal = await auth.check_basic(user, password, client)
+    else:
+        principal = await auth.check_header(header, token, client)
+    return principal, parse_since(args.get("since"))
 
 
-async def _refuse(send: Any, exc: DrpError) -> None:
-    """The handshake answered with a DRP Error, never upgraded (ASGI's
-    websocket denial response, which hypercorn serves)."""
+def viewer(context: ApiContext, principal: Principal) -> Callable[[Event], bool] | None:
+    """None for a superuser (sees every event); for anyone else a test of
+    each event: may it ``get`` the object (asked again per event: roles and
+    in-flight actions change)."""
+    access = context.access
+    assert access is not None
+    if access.rights(principal).everything:
+        return None
+
+    def sees(event: Event) -> bool:
+        return visible_event(access.rights(principal), event)
+    return sees
+
+
+def refusal(exc: DrpError) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body that refuse a handshake with a DRP Error."""
     body = msgspec.json.encode(exc.to_error())
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
@@ -165,6 +176,40 @@ async def _refuse(send: Any, exc: DrpError) -> None:
         headers.append((b"www-authenticate", b'Basic realm="drpd"'))
     if isinstance(exc, TooManyRequests):
         headers.append((b"retry-after", str(exc.retry_after).encode()))
+    return headers, body
+
+
+def behind(feed: Feed) -> bool:
+    """A client sending commands while this much is unread does not read
+    what it asks for: its connection is closed with 1008."""
+    return len(feed) > 2 * feed.backlog_limit or feed.queued_bytes > 2 * feed.backlog_bytes
+
+
+def apply_command(feed: Feed, frame: str | None) -> None:
+    """Carry out one frame a client sent (None: a binary frame); answers,
+    errors included, are queued on ``feed`` in order."""
+    if frame is None:
+        feed.push(_error("", "binary frames are not understood: send text frames "
+                             "`register <type>.<action>.<key>`"))
+        return
+    try:
+        command = parse_command(frame)
+    except PatternError as exc:
+        feed.push(_error(frame, str(exc)))
+        return
+    if command.verb == "register":
+        if not feed.register(command.pattern):
+            feed.push(_error(frame, f"this connection holds {feed.max_patterns} patterns, "
+                                    "the most it may (max_ws_patterns): deregister one "
+                                    "first", code=422))
+    else:
+        feed.deregister(command.pattern)
+
+
+async def _refuse(send: Any, exc: DrpError) -> None:
+    """The handshake answered with a DRP Error, never upgraded (ASGI's
+    websocket denial response, which hypercorn serves)."""
+    headers, body = refusal(exc)
     await send({"type": "websocket.http.response.start", "status": exc.code,
                 "headers": headers})
     await send({"type": "websocket.http.response.body", "body": body})
@@ -197,27 +242,11 @@ async def _receive_loop(feed: Feed, receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] != "websocket.receive":
             return  # websocket.disconnect
-        if len(feed) > 2 * feed.backlog_limit or feed.queued_bytes > 2 * feed.backlog_bytes:
+        if behind(feed):
             await send({"type": "websocket.close", "code": POLICY_VIOLATION,
                         "reason": "too many unread frames"})
             return
-        frame = message.get("text")
-        if frame is None:
-            feed.push(_error("", "binary frames are not understood: send text frames "
-                                 "`register <type>.<action>.<key>`"))
-            continue
-        try:
-            command = parse_command(frame)
-        except PatternError as exc:
-            feed.push(_error(frame, str(exc)))
-            continue
-        if command.verb == "register":
-            if not feed.register(command.pattern):
-                feed.push(_error(frame, f"this connection holds {feed.max_patterns} patterns, "
-                                        "the most it may (max_ws_patterns): deregister one "
-                                        "first", code=422))
-        else:
-            feed.deregister(command.pattern)
+        apply_command(feed, message.get("text"))
 
 
 def _error(frame: str, message: str, code: int = 400) -> Notice:
