@@ -383,8 +383,28 @@ async def publish_path(drpd: DrpdProcess, bare: BareQuart, sizes: Sizes,
         print(f"  {name:>17}: {sample.rate:9,.0f} req/s  p50 {sample.p50_ms:7.2f} ms", flush=True)
 
 
+def _record(results: dict[str, Rounds], name: str, value: float) -> None:
+    """A per-round figure that is no rate (microseconds): kept as the
+    ``rate`` of a one-operation Sample, so Rounds takes its median."""
+    results.setdefault(name, Rounds(name)).add(Sample(1, 1 / value if value else math.nan, []))
+
+
+async def publish_cpu(target: Target, count: int) -> float:
+    """The server's CPU seconds to take ``count`` events from the publisher
+    with no subscriber: what a flood costs before any fan-out."""
+    t_send = [0.0] * count
+    start = cpu_seconds(target.pid)
+    await target.publisher(count, 0, t_send, None)
+    return cpu_seconds(target.pid) - start
+
+
 async def run_round(targets: list[Target], sizes: Sizes, results: dict[str, Rounds],
                     missed: dict[str, int]) -> None:
+    per_event: dict[str, float] = {}
+    for target in targets:
+        count = sizes.events[SUBSCRIBERS[-1]]
+        per_event[target.name] = await publish_cpu(target, count) / count
+        _record(results, f"{target.name} publish cpu", per_event[target.name] * 1e6)
     for subscribers in SUBSCRIBERS:
         for rate in (None, sizes.rates[subscribers]):
             for target in targets:
@@ -394,13 +414,14 @@ async def run_round(targets: list[Target], sizes: Sizes, results: dict[str, Roun
                 results.setdefault(name, Rounds(name)).add(sample)
                 missed[name] = missed.get(name, 0) + lost
                 cpu_us = cpu / max(1, sample.count) * 1e6
-                # its own Rounds: ``rate`` of a Sample of one "operation" taking
-                # the CPU time per delivery in microseconds
-                results.setdefault(name + " cpu", Rounds(name + " cpu")).add(
-                    Sample(1, 1 / cpu_us if cpu_us else math.nan, []))
+                # the fan-out alone: less what taking the events in cost
+                events = sample.count / max(1, subscribers)
+                fanout_us = (cpu - events * per_event[target.name]) / max(1, sample.count) * 1e6
+                _record(results, name + " cpu", cpu_us)
+                _record(results, name + " fan-out cpu", fanout_us)
                 print(f"  {name:>20}: {sample.rate:9,.0f} deliveries/s  "
                       f"p50 {sample.p50_ms:7.2f} ms  p99 {sample.p99_ms:7.2f} ms  "
-                      f"server CPU {cpu_us:6.1f} us/delivery"
+                      f"server CPU {cpu_us:6.1f} us/delivery ({fanout_us:5.1f} fan-out)"
                       + (f"  MISSED {lost}" if lost else ""), flush=True)
 
 
@@ -425,6 +446,16 @@ def figures_from(results: dict[str, Rounds], sizes: Sizes) -> list[Figure]:
         figs.append(Figure(f"server CPU per delivery (flood), {label}", d.rate, "us", b.rate,
                            base, note="drpd's includes its POST /events per event",
                            value_rounds=d.per_round("rate"), baseline_rounds=b.per_round("rate")))
+        d, b = results[f"drpd {n} sub flood fan-out cpu"], results[f"bare {n} sub flood fan-out cpu"]
+        figs.append(Figure(f"server CPU per delivery, fan-out only, {label}", d.rate, "us",
+                           b.rate, base, note="less each server's CPU per event published "
+                           "with no subscriber",
+                           value_rounds=d.per_round("rate"), baseline_rounds=b.per_round("rate")))
+    d, b = results["drpd publish cpu"], results["bare publish cpu"]
+    figs.append(Figure("server CPU per event published, no subscriber", d.rate, "us", b.rate,
+                       "bare broadcast server taking a websocket frame",
+                       note="drpd: POST /api/v3/events (HTTP, auth, Seq)",
+                       value_rounds=d.per_round("rate"), baseline_rounds=b.per_round("rate")))
     return figs
 
 

@@ -348,7 +348,7 @@ class EventLoad:
 
 
 async def actions_round(drpd: DrpdProcess, plugin: str, sizes: Sizes, results: Results,
-                        loads: list[dict[str, Any]]) -> None:
+                        loads: list[dict[str, Any]], elsewhere: DrpdProcess) -> None:
     make = client_factory(drpd.endpoint, headers=basic_auth_header(*drpd.auth))
     path = f"/api/v3/system/actions/ping?plugin={plugin}"
 
@@ -365,6 +365,20 @@ async def actions_round(drpd: DrpdProcess, plugin: str, sizes: Sizes, results: R
     results.add("ping p99, quiet", quiet.p99_ms, "ms")
     results.add("ping p50, quiet", quiet.p50_ms, "ms")
     for rate in sizes.event_rates:
+        label = f"{rate:g}/s"
+        # the same load on another drpd: what sharing two cores costs the
+        # pings, with no fan-out on the loop that answers them
+        load = EventLoad(elsewhere, sizes.subscribers, rate)
+        async with trio.open_nursery() as nursery:
+            try:
+                await load.start(nursery)
+                await trio.sleep(0.5)  # events flowing
+                apart = await drive(make, op, **kw)
+                await load.stop()
+            finally:
+                load.kill()
+        results.rounds.setdefault(f"apart {label}", Rounds(f"apart {label}")).add(apart)
+        results.add(f"ping p99, events {label} on another drpd", apart.p99_ms, "ms")
         load = EventLoad(drpd, sizes.subscribers, rate)
         async with trio.open_nursery() as nursery:
             try:
@@ -376,7 +390,6 @@ async def actions_round(drpd: DrpdProcess, plugin: str, sizes: Sizes, results: R
                 counts = await load.stop()
             finally:
                 load.kill()
-        label = f"{rate:g}/s"
         results.rounds.setdefault(f"loaded {label}", Rounds(f"loaded {label}")).add(loaded)
         results.add(f"ping p99, events {label}", loaded.p99_ms, "ms")
         results.add(f"ping p50, events {label}", loaded.p50_ms, "ms")
@@ -416,11 +429,16 @@ async def run_all(work: Path, sizes: Sizes, results: Results) -> None:
         results.add(f"providers' idle CPU in all, {sizes.instances} instances", kids, "%")
         results.info["drpd_fds"] = len(os.listdir(f"/proc/{drpd.pid}/fd"))
         loads: list[dict[str, Any]] = []
-        for r in range(sizes.action_rounds):
-            print(f"action round {r + 1}/{sizes.action_rounds}", flush=True)
-            await actions_round(drpd, names[0], sizes, results, loads)
-            if drpd.proc is None or drpd.proc.poll() is not None:
-                raise RuntimeError(f"drpd exited:\n{drpd.log_text()[-2000:]}")
+        elsewhere = await trio.to_thread.run_sync(start_drpd, work / "elsewhere", [], {})
+        try:
+            for r in range(sizes.action_rounds):
+                print(f"action round {r + 1}/{sizes.action_rounds}", flush=True)
+                await actions_round(drpd, names[0], sizes, results, loads, elsewhere)
+                if drpd.proc is None or drpd.proc.poll() is not None:
+                    raise RuntimeError(f"drpd exited:\n{drpd.log_text()[-2000:]}")
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(stop_drpd, elsewhere)
         results.info["event_load"] = loads
         async with api_client(drpd) as api:
             plugins = check(await api.get("/plugins"), 200)
@@ -459,6 +477,11 @@ def figures_from(results: Results, sizes: Sizes) -> list[Figure]:
         figs.append(f(f"ping p50, {sizes.subscribers} ws subscribers + {label} events",
                       f"ping p50, events {label}", "ping p50, quiet",
                       "the same calls, no subscribers and no events"))
+        figs.append(f(f"ping p99, {label} events here vs the same load on another drpd",
+                      f"ping p99, events {label}", f"ping p99, events {label} on another drpd",
+                      "the same subscribers and events on a second drpd process",
+                      note="the cost of the fan-out sharing drpd's event loop, beyond "
+                           "sharing the machine's two cores"))
     return figs
 
 

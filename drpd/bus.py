@@ -155,6 +155,8 @@ class Subscription:
         self.max_bytes = max_bytes if max_bytes is not None else bus.queue_bytes
         self._accept = accept
         self._wakeup = trio.Event()
+        #: queued for the bus's pacer (``EventBus.pace``), not yet woken
+        self._wake_queued = False
         #: dropped events not yet reported by an overflow notice
         self.missed = 0
         #: every event ever dropped here
@@ -176,7 +178,7 @@ class Subscription:
         self._live += 1
         self._live_bytes += size
         self.queued_bytes += size
-        self._wakeup.set()
+        self._bus._wake(self)
 
     def _flush_missed(self) -> None:
         if self.missed:
@@ -365,6 +367,9 @@ class EventBus:
     """Fans events out to subscriptions; keeps the last ``retain`` of them,
     at most ``retain_bytes`` of JSON (the newest one always)."""
 
+    #: consumers the pacer wakes per turn of the event loop
+    WAKE_BATCH = 16
+
     def __init__(self, *, retain: int = 10_000, queue_size: int = 1_000,
                  retain_bytes: int = 64 << 20, queue_bytes: int = 16 << 20,
                  max_patterns: int = 1_000) -> None:
@@ -385,6 +390,51 @@ class EventBus:
         #: the ring holds every published event with a Seq above this
         self.floor = 0
         self.last_seq = 0
+        #: consumers with new events, in the order they got them, while
+        #: ``pace`` runs (None: each is woken at once)
+        self._to_wake: deque[Subscription] | None = None
+        self._pacer_wakeup = trio.Event()
+
+    def _wake(self, sub: Subscription) -> None:
+        to_wake = self._to_wake
+        if to_wake is None:
+            sub._wakeup.set()
+        elif not sub._wake_queued:
+            sub._wake_queued = True
+            to_wake.append(sub)
+            self._pacer_wakeup.set()
+
+    async def pace(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Wake consumers of new events ``WAKE_BATCH`` at a time, one batch
+        per turn of the event loop, until cancelled.
+
+        An event for a hundred websocket subscribers wakes a hundred sender
+        tasks; woken at once they run back to back, one scheduling batch of
+        milliseconds, and an API request that arrives meanwhile waits for
+        all of it. Woken a few at a time, the loop polls for I/O between
+        batches, so requests interleave with the fan-out (issue 19: action
+        latency under event load). Every consumer is still woken, in the
+        order its events came.
+        """
+        to_wake: deque[Subscription] = deque()
+        self._to_wake = to_wake
+        try:
+            task_status.started()
+            while True:
+                await self._pacer_wakeup.wait()
+                self._pacer_wakeup = trio.Event()
+                while to_wake:
+                    for _ in range(min(self.WAKE_BATCH, len(to_wake))):
+                        sub = to_wake.popleft()
+                        sub._wake_queued = False
+                        sub._wakeup.set()
+                    await trio.lowlevel.checkpoint()
+        finally:
+            self._to_wake = None
+            for sub in to_wake:  # nobody is left waiting for the pacer
+                sub._wake_queued = False
+                sub._wakeup.set()
+            to_wake.clear()
 
     def resume_from(self, seq: int) -> None:
         """Start after the store's Seq ``seq`` (call once the store is open).

@@ -260,6 +260,7 @@ class Daemon:
                 # set by the shutdown: every listener stops accepting
                 listeners_stop = trio.Event()
                 async with trio.open_nursery() as nursery:
+                    await nursery.start(self.bus.pace)  # event fan-out, a few at a time
                     serve_store = getattr(self.store, "serve", None)
                     if serve_store is not None:  # other nodes' changes reach this one
                         await nursery.start(serve_store)

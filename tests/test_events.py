@@ -5,11 +5,13 @@ The websocket and provider behaviour against a real drpd is in test_ws.py.
 
 from __future__ import annotations
 
+import collections
 import json
 import random
 import subprocess
 import sys
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import trio
@@ -524,3 +526,51 @@ async def test_publisher_queues_nothing_for_providers_that_want_no_events(
     bus.publish(ev(1))
     assert publisher._sub is not None and len(publisher._sub) == 0
     publisher.close()
+
+
+class _LoopTurns(trio.abc.Instrument):
+    """Counts the event loop's turns (each ends polling for I/O)."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.turns += 1
+
+
+@pytest.mark.parametrize("paced", [True, False])
+async def test_the_pacer_wakes_a_few_consumers_per_loop_turn(paced: bool) -> None:
+    """One event for a hundred consumers: with the pacer running, at most
+    ``WAKE_BATCH`` of them run between two polls for I/O (so a request that
+    arrives meanwhile is read), and every one of them; without it, all in
+    one turn."""
+    bus = EventBus()
+    turns = _LoopTurns()
+    trio.lowlevel.add_instrument(turns)
+    woken: list[tuple[int, int]] = []  # (consumer, loop turn)
+    subs = [bus.subscribe() for _ in range(100)]
+
+    async def consume(n: int, sub: Any) -> None:
+        await sub.wait()
+        woken.append((n, turns.turns))
+
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                if paced:
+                    await nursery.start(bus.pace)
+                for n, sub in enumerate(subs):
+                    nursery.start_soon(consume, n, sub)
+                await trio.testing.wait_all_tasks_blocked()
+                bus.publish(ev(1))
+                while len(woken) < len(subs):
+                    await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+    finally:
+        trio.lowlevel.remove_instrument(turns)
+    per_turn = collections.Counter(turn for _, turn in woken)
+    assert sorted(n for n, _ in woken) == list(range(100))
+    if paced:
+        assert max(per_turn.values()) <= EventBus.WAKE_BATCH
+    else:
+        assert len(per_turn) == 1

@@ -166,17 +166,20 @@ def wants_wait() -> bool:
     return request.args.get("wait", "true").lower() not in ("false", "0", "no")
 
 
-def finish(kind: Kind, old: Any | None, new: Any, hashed: dict[str, str] | None = None) -> Any:
+def finish(kind: Kind, old: Any | None, new: Any, hashed: dict[str, str] | None = None,
+           *, depth_checked: bool = False) -> Any:
     """Validate a decoded object and carry over what the server owns.
 
     ``hashed`` maps a new password to its hash made beforehand off the loop
     (``prehash``); one not in it (a write that raced) is hashed here.
+    ``depth_checked``: ``new`` is a body as decoded (``kind.decode`` checked
+    its depth), not the result of a patch or merge, which is checked here.
     """
     if old is not None and getattr(old, "Locked", False) and getattr(new, "Locked", False):
         raise Forbidden(f"{kind.prefix} {kind.key_of(old)} is locked: unlock it first "
                         "(set Locked to false)", model=kind.prefix, key=kind.key_of(old))
     new = kind.prepare(new)
-    if too_deep(new, max_depth()):
+    if not depth_checked and too_deep(new, max_depth()):
         raise Unprocessable(f"the object would nest more than {max_depth()} levels deep",
                             model=kind.prefix, key=kind.key_of(new))
     for name in _SERVER_FIELDS:
@@ -265,7 +268,7 @@ async def create(kind: Kind) -> Response:
     check_writable(kind)
     decoded = kind.decode(await read_body(), max_depth=max_depth())
     hashed = await prehash(kind, getattr(decoded, "Password", ""))
-    obj = finish(kind, None, decoded, hashed)
+    obj = finish(kind, None, decoded, hashed, depth_checked=True)
     record = await ctx().store.create(kind.prefix, obj, principal=principal())
     await after_write(kind, "create", None, record)
     record = ctx().store.get(kind.prefix, kind.key_of(obj)) or record
@@ -321,7 +324,8 @@ async def item(prefix: str, rest: str) -> Response:
         real_key = kind.key_of(record.obj)
         rules_for(kind.prefix).fill_put(new, real_key)
         put_hashed = await prehash(kind, getattr(new, "Password", ""))
-        return await replace(kind, record, lambda old: finish(kind, old, new, put_hashed),
+        return await replace(kind, record,
+                             lambda old: finish(kind, old, new, put_hashed, depth_checked=True),
                              action="save")
     if method != "PATCH":
         await read_body()

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from . import objects as o
-from .depth import DEFAULT_MAX_DEPTH, too_deep
+from .depth import DEFAULT_MAX_DEPTH, shallow_text, too_deep
 from .errors import BadRequest, Unprocessable
 from .names import check_name
 
@@ -80,7 +80,7 @@ def decode_as(shape: type[Any], data: bytes | str, *, what: str = "",
         raise BadRequest(f"malformed JSON: {exc}", model=what) from None
     except RecursionError:  # msgspec gives up near Python's recursion limit
         raise BadRequest(f"JSON nested more than {max_depth} levels deep", model=what) from None
-    if too_deep(value, max_depth):
+    if not shallow_text(data, max_depth) and too_deep(value, max_depth):
         raise BadRequest(f"JSON nested more than {max_depth} levels deep", model=what)
     return value
 

@@ -7,6 +7,16 @@ SIGKILL at any moment leaves either the whole write or none of it.
 
 Every object is also kept in memory, as DRP does: reads never touch SQLite.
 The memory copy changes only after the commit succeeded.
+
+Writes are committed in groups (issue 19). A write is checked and given its
+Seq at once, against memory plus the writes waiting for their commit (the
+*pending* overlay: ``_pending``, ``_pending_unique``), then queued; one
+writer at a time leads, committing everything queued so far in one
+transaction (one fsync for the lot), then applying it to memory and
+emitting its events, in Seq order, and waking the writers it carried. A
+writer hears of its write only after that commit: acknowledged is still
+durable. A failed commit fails every write queued with or after it (their
+checks counted on it) and drops the overlay, so memory and disk agree.
 """
 
 from __future__ import annotations
@@ -18,8 +28,10 @@ import datetime as dt
 import logging
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, cast
 
@@ -72,6 +84,20 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 
 @dataclass(slots=True)
+class _Queued:
+    """Writes (or one event) waiting for their group's commit."""
+
+    changes: builtins.list[_Change]
+    principal: str
+    #: the Seq of the first change (of the event)
+    first: int
+    event: Event | None = None
+    wake: trio.Event = dataclass_field(default_factory=trio.Event)
+    records: builtins.list[Record] | None = None
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
 class _Change:
     prefix: str
     key: str
@@ -105,8 +131,20 @@ class SQLiteStore:
         self._keys: dict[str, list[str]] = {p: [] for p in self.kinds}
         #: (prefix, field) -> value -> key, for each kind's unique fields
         self._unique: dict[tuple[str, str], dict[Any, str]] = {}
+        #: the last Seq committed and published
         self._seq = 0
         self._reserved = 0
+        #: the last Seq handed out (``_seq`` plus those waiting for a commit)
+        self._staged_seq = 0
+        #: writes waiting for a commit, oldest first; True while one leads
+        self._queue: deque[_Queued] = deque()
+        self._leading = False
+        #: (prefix, key) -> (Seq, the record as it will be, None if deleted)
+        self._pending: dict[tuple[str, str], tuple[int, Record | None]] = {}
+        #: (prefix, field) -> value -> (Seq, the key that will hold it, or None)
+        self._pending_unique: dict[tuple[str, str], dict[Any, tuple[int, str | None]]] = {}
+        #: transactions committed (a group counts once)
+        self.commits = 0
 
     # -- lifecycle -------------------------------------------------------
     async def open(self) -> None:
@@ -138,6 +176,7 @@ class SQLiteStore:
                     raise
             meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
             self._seq = max(int(meta.get("seq", 0)), int(meta.get("seq_reserved", 0)))
+            self._staged_seq = self._seq
             self._reserved = self._seq + SEQ_BLOCK
             conn.execute(
                 "INSERT OR REPLACE INTO meta (k, v) VALUES ('seq_reserved', ?)",
@@ -223,11 +262,10 @@ class SQLiteStore:
     async def create(self, prefix: str, obj: Any, *, principal: str) -> Record:
         kind = self.kinds[prefix]
         key = kind.key_of(obj)
-        async with self._lock:
-            if key in self._data[prefix]:
-                raise Conflict(f"{prefix} {key} already exists", model=prefix, key=key)
-            self._check_unique(kind, key, obj)
-            return (await self._commit([_Change(prefix, key, obj, None)], principal))[0]
+        if self._current(prefix, key) is not None:
+            raise Conflict(f"{prefix} {key} already exists", model=prefix, key=key)
+        self._check_unique(kind, key, obj)
+        return (await self._submit([_Change(prefix, key, obj, None)], principal))[0]
 
     async def modify(
         self,
@@ -240,43 +278,47 @@ class SQLiteStore:
         action: str = "update",
     ) -> Record:
         kind = self.kinds[prefix]
-        async with self._lock:
-            old = self._existing(prefix, key, if_rev)
-            new = mutate(old.obj)
-            if kind.key_of(new) != key:
-                raise Conflict(f"the key of {prefix} {key} cannot change", model=prefix, key=key)
-            self._check_unique(kind, key, new)
-            return (await self._commit([_Change(prefix, key, new, old, action)], principal))[0]
+        old = self._existing(prefix, key, if_rev)
+        new = mutate(old.obj)
+        if kind.key_of(new) != key:
+            raise Conflict(f"the key of {prefix} {key} cannot change", model=prefix, key=key)
+        self._check_unique(kind, key, new)
+        return (await self._submit([_Change(prefix, key, new, old, action)], principal))[0]
 
     async def delete(
         self, prefix: str, key: str, *, principal: str, if_rev: int | None = None
     ) -> Record:
-        async with self._lock:
-            old = self._existing(prefix, key, if_rev)
-            await self._commit([_Change(prefix, key, None, old)], principal)
-            return old
+        old = self._existing(prefix, key, if_rev)
+        await self._submit([_Change(prefix, key, None, old)], principal)
+        return old
 
     async def emit(self, event: Event) -> Event:
         """Give a Seq to an event that is not a store write and hand it on.
 
-        Under the write lock, so store events and these leave in Seq order.
-        Their Seqs are reserved on disk in blocks, not written one by one.
+        In Seq order with store writes: behind those waiting for a commit,
+        it is published when they are. Its Seqs are reserved on disk in
+        blocks, not written one by one.
         """
-        async with self._lock:
-            if self._seq + 1 > self._reserved:
-                reserved = self._seq + SEQ_BLOCK
-                with trio.CancelScope(shield=True):
-                    try:
-                        await self._run(self._set_meta_sync, "seq_reserved", str(reserved))
-                    except sqlite3.Error as exc:
-                        raise self._write_error(exc, [], what="an event") from None
-                self._reserved = reserved
-            self._seq += 1
-            event.Seq = self._seq
-            if not event.Time:
-                event.Time = now_rfc3339()
+        if self._staged_seq + 1 > self._reserved:
+            async with self._lock:
+                if self._staged_seq + 1 > self._reserved:
+                    reserved = self._staged_seq + SEQ_BLOCK
+                    with trio.CancelScope(shield=True):
+                        try:
+                            await self._run(self._set_meta_sync, "seq_reserved", str(reserved))
+                        except sqlite3.Error as exc:
+                            raise self._write_error(exc, [], what="an event") from None
+                    self._reserved = reserved
+        self._staged_seq += 1
+        event.Seq = self._staged_seq
+        if not event.Time:
+            event.Time = now_rfc3339()
+        if not self._leading and not self._queue:
+            self._seq = event.Seq
             self.on_change(event)
             return event
+        await self._submit([], "", event=event)
+        return event
 
     def _write_error(self, exc: sqlite3.Error, changes: builtins.list[_Change],
                      what: str | None = None) -> Exception:
@@ -296,8 +338,15 @@ class SQLiteStore:
         assert self._conn is not None
         self._conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
 
+    def _current(self, prefix: str, key: str) -> Record | None:
+        """The object as writes see it: memory, or the pending write of it."""
+        pending = self._pending.get((prefix, key))
+        if pending is not None:
+            return pending[1]
+        return self._data.get(prefix, {}).get(key)
+
     def _existing(self, prefix: str, key: str, if_rev: int | None) -> Record:
-        old = self._data.get(prefix, {}).get(key)
+        old = self._current(prefix, key)
         if old is None:
             raise NotFound(f"{prefix} {key} not found", model=prefix, key=key)
         if if_rev is not None and old.rev != if_rev:
@@ -313,7 +362,9 @@ class SQLiteStore:
             value = getattr(obj, field, None)
             if not value:
                 continue
-            other_key = self._unique.get((kind.prefix, field), {}).get(value)
+            pending = self._pending_unique.get((kind.prefix, field), {}).get(value)
+            other_key = (pending[1] if pending is not None
+                         else self._unique.get((kind.prefix, field), {}).get(value))
             if other_key is not None and other_key != key:
                 raise Conflict(
                     f"{kind.prefix} {other_key} already has {field} {value!r}",
@@ -338,40 +389,140 @@ class SQLiteStore:
 
     async def transact(self, changes: Iterable[tuple[str, str, Any | None]], *, principal: str) -> builtins.list[Record]:
         """Write several objects (``None`` deletes) in one all-or-nothing commit."""
-        async with self._lock:
-            batch = []
-            for prefix, key, new in changes:
-                old = self._data.get(prefix, {}).get(key)
-                if new is not None:
-                    self._check_unique(self.kinds[prefix], key, new)
-                elif old is None:
-                    raise NotFound(f"{prefix} {key} not found", model=prefix, key=key)
-                batch.append(_Change(prefix, key, new, old))
-            return await self._commit(batch, principal)
+        batch = []
+        staged: dict[tuple[str, str], Record | None] = {}
+        for prefix, key, new in changes:
+            old = staged[(prefix, key)] if (prefix, key) in staged else self._current(prefix, key)
+            if new is not None:
+                self._check_unique(self.kinds[prefix], key, new)
+            elif old is None:
+                raise NotFound(f"{prefix} {key} not found", model=prefix, key=key)
+            batch.append(_Change(prefix, key, new, old))
+            staged[(prefix, key)] = None if new is None else Record(new, 0)
+        return await self._submit(batch, principal)
 
-    async def _commit(self, changes: builtins.list[_Change], principal: str) -> builtins.list[Record]:
-        """Commit under ``self._lock``; then update memory and emit, in order."""
+    # -- group commit ------------------------------------------------------
+    async def _submit(self, changes: builtins.list[_Change], principal: str,
+                      event: Event | None = None) -> builtins.list[Record]:
+        """Queue checked ``changes`` (or ``event``) and wait for their commit.
+
+        Shielded from the first step: once queued, a write is committed
+        whether or not its caller is still there (and a writer that is to
+        lead must lead).
+        """
         if self._conn is None:
             raise RuntimeError("store is closed")
-        first = self._seq + 1
-        rows = []
-        for offset, change in enumerate(changes):
-            rev = first + offset
-            data = None if change.new is None else msgspec.json.encode(change.new)
-            rows.append((change.prefix, change.key, rev, data))
-        last = first + len(changes) - 1
-        # The commit and the memory update are one step: a cancelled caller
-        # must not leave memory behind disk.
+        if event is not None:
+            queued = _Queued([], principal, event.Seq, event)
+        else:
+            queued = _Queued(changes, principal, self._staged_seq + 1)
+            self._stage(queued)
+        self._queue.append(queued)
         with trio.CancelScope(shield=True):
-            try:
-                await self._run(self._commit_sync, rows, last)
-            except sqlite3.Error as exc:
-                raise self._write_error(exc, changes) from None
-        self._seq = max(self._seq, last)
-        self._reserved = max(self._reserved, last)
+            if self._leading:
+                await queued.wake.wait()
+            if queued.records is None and queued.error is None:
+                await self._lead()
+        if queued.error is not None:
+            raise queued.error
+        assert queued.records is not None
+        return queued.records
+
+    def _stage(self, queued: _Queued) -> None:
+        """Give the changes their Seqs and make them what later writes check against."""
+        for offset, change in enumerate(queued.changes):
+            rev = queued.first + offset
+            record = None if change.new is None else Record(change.new, rev)
+            self._pending[(change.prefix, change.key)] = (rev, record)
+            kind = self.kinds.get(change.prefix)
+            for field in kind.unique if kind else ():
+                index = self._pending_unique.setdefault((change.prefix, field), {})
+                if change.old is not None:
+                    value = getattr(change.old.obj, field, None)
+                    if value:
+                        index[value] = (rev, None)
+                if change.new is not None:
+                    value = getattr(change.new, field, None)
+                    if value:
+                        index[value] = (rev, change.key)
+        self._staged_seq = queued.first + len(queued.changes) - 1
+
+    async def _lead(self) -> None:
+        """Commit what is queued as one group, then hand the lead on."""
+        self._leading = True
+        group = list(self._queue)
+        self._queue.clear()
+        rows = []
+        for queued in group:
+            for offset, change in enumerate(queued.changes):
+                data = None if change.new is None else msgspec.json.encode(change.new)
+                rows.append((change.prefix, change.key, queued.first + offset, data))
+        last = max(q.first + max(len(q.changes), 1) - 1 for q in group)
+        try:
+            if rows:
+                async with self._lock:
+                    if self._conn is None:
+                        raise RuntimeError("store is closed")
+                    await self._run(self._commit_sync, rows, last)
+                self.commits += 1
+        except BaseException as exc:
+            self._fail(group + list(self._queue), exc)
+            self._queue.clear()
+            self._leading = False
+            if isinstance(exc, sqlite3.Error | RuntimeError):
+                return  # each writer raises it
+            raise
+        try:
+            self._seq = max(self._seq, last)
+            self._reserved = max(self._reserved, last)
+            for queued in group:
+                queued.records = self._apply(queued)
+                queued.wake.set()
+        finally:
+            for queued in group:  # a defect in a change hook must not strand a writer
+                if queued.records is None:
+                    queued.error = RuntimeError("the write was committed, its event was not sent")
+                    queued.wake.set()
+            if self._queue:
+                self._queue[0].wake.set()  # the next group's first writer leads it
+            else:
+                self._leading = False
+
+    def _fail(self, queued: builtins.list[_Queued], exc: BaseException) -> None:
+        """A commit failed: SQLite rolled it back; every write queued with or
+        after it fails too (its checks counted on the failed ones)."""
+        for q in queued:
+            if isinstance(exc, sqlite3.Error):
+                q.error = self._write_error(exc, q.changes)
+            elif isinstance(exc, RuntimeError):
+                q.error = exc
+            else:
+                q.error = RuntimeError(f"the store's commit failed: {type(exc).__name__}")
+            q.wake.set()
+        self._pending.clear()
+        self._pending_unique.clear()
+        self._staged_seq = self._seq
+
+    def _apply(self, queued: _Queued) -> builtins.list[Record]:
+        """Memory and events of a committed write, in Seq order."""
+        if queued.event is not None:
+            self.on_change(queued.event)
+            return []
         time = now_rfc3339()
         records = []
-        for (prefix, key, rev, _), change in zip(rows, changes, strict=True):
+        for offset, change in enumerate(queued.changes):
+            prefix, key, rev = change.prefix, change.key, queued.first + offset
+            if self._pending.get((prefix, key), (0, None))[0] == rev:
+                del self._pending[(prefix, key)]
+            kind = self.kinds.get(prefix)
+            for field in kind.unique if kind else ():
+                index = self._pending_unique.get((prefix, field))
+                if not index:
+                    continue
+                for obj in (change.old.obj if change.old else None, change.new):
+                    value = getattr(obj, field, None) if obj is not None else None
+                    if value and index.get(value, (0, None))[0] == rev:
+                        del index[value]
             bucket = self._data.setdefault(prefix, {})
             keys = self._keys.setdefault(prefix, [])
             self._sorted.pop(prefix, None)
@@ -400,7 +551,7 @@ class SQLiteStore:
                     Type=prefix,
                     Action=action,
                     Key=key,
-                    Principal=principal,
+                    Principal=queued.principal,
                     Object=obj,
                     Original=original,
                     Seq=rev,
