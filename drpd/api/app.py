@@ -45,8 +45,12 @@ def create_app(context: ApiContext) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     if context.access is None:
         context.access = Authorizer(context.store, default_user=context.auth.default_user)
+    @app.before_request
+    async def current_context() -> None:
+        objects.CURRENT.set(context)
+
     # metrics (issue 7): request counts by URL rule, GET /api/v3/metrics;
-    # first, so that requests refused by authenticate are timed too
+    # before authenticate, so that requests it refuses are timed too
     metrics.instrument(app, context.metrics or Metrics(process=False))
     system.register(context)
     plugins.register(context)
@@ -55,15 +59,16 @@ def create_app(context: ApiContext) -> QuartTrio:
 
     @app.before_request
     async def authenticate() -> None:
-        if request.routing_exception is None and (
+        routed = request.routing_exception is None
+        if routed and (request.method in ("GET", "HEAD") and (
                 (request.endpoint, request.method) in OPEN_ROUTES
-                or (request.blueprint == "ui" and request.method in ("GET", "HEAD"))):
+                or request.blueprint == "ui")):
             return  # the page's own files need no credentials; its API calls do
         g.principal = await context.auth.check_header(
             request.headers.get("Authorization"), request.args.get("token"),
             request.remote_addr,
         )
-        if request.routing_exception is None:
+        if routed:
             guard.check_route()
 
     app.register_blueprint(system.bp)
