@@ -160,6 +160,27 @@ def figures_from(rows: list[dict[str, float]]) -> list[Figure]:
     return found
 
 
+def _grid(plt: Any, panels: list[tuple[str, list[float], list[float]]], shape: tuple[int, int],
+          xlabel: str, title: str, log_x: bool, out: Path) -> Path:
+    """One figure of small line plots (title, xs, ys), every y axis from 0
+    (a flat cost must look flat), saved to ``out``."""
+    rows, cols = shape
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.25 * rows))
+    for ax, (name, xs, ys) in zip(axes.flat, panels, strict=True):
+        ax.plot(xs, ys, marker="o")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_ylim(bottom=0, top=max(ys) * 1.15 if ys and max(ys) > 0 else None)
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
 def plot(rows: list[dict[str, float]] | None) -> list[Path]:
     """growth-machines.png from ``rows``; growth-instances.png from scale*.json."""
     import matplotlib
@@ -169,23 +190,15 @@ def plot(rows: list[dict[str, float]] | None) -> list[Path]:
 
     made = []
     if rows:
-        fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
         xs = [r["machines"] for r in rows]
-        for ax, (key, title) in zip(axes.flat, (
-                ("startup_s", "start -> serving (s)"), ("rss_mib", "drpd RSS (MiB)"),
-                ("get_p50_ms", "GET one, p50 (ms)"), ("page_p50_ms", "page of 100, p50 (ms)"),
-                ("filter_p50_ms", "Name regex filter, p50 (ms)"),
-                ("create_c32_rate", "create at c32 (req/s)")), strict=True):
-            ax.plot(xs, [r[key] for r in rows], marker="o")
-            ax.set_xscale("log")
-            ax.set_title(title)
-            ax.set_xlabel("machines stored")
-            ax.grid(True, alpha=0.3)
-        fig.suptitle("drpd: cost against machines stored (10 params each)")
-        fig.tight_layout()
-        out = RESULTS_DIR / "growth-machines.png"
-        fig.savefig(out, dpi=80)
-        made.append(out)
+        panels = [(name, xs, [r[key] for r in rows]) for key, name in (
+            ("startup_s", "start -> serving (s)"), ("rss_mib", "drpd RSS (MiB)"),
+            ("get_p50_ms", "GET one, p50 (ms)"), ("page_p50_ms", "page of 100, p50 (ms)"),
+            ("filter_p50_ms", "Name regex filter, p50 (ms)"),
+            ("create_c32_rate", "create at c32 (req/s)"))]
+        made.append(_grid(plt, panels, (2, 3), "machines stored",
+                          "drpd: cost against machines stored (10 params each)", True,
+                          RESULTS_DIR / "growth-machines.png"))
     points = []
     for path in (RESULTS_DIR / "scale.json", RESULTS_DIR / "scale-1000.json"):
         if path.exists():
@@ -201,19 +214,13 @@ def plot(rows: list[dict[str, float]] | None) -> list[Path]:
                            med("ping p50, quiet")))
     if len(points) >= 2:
         points.sort()
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-        for ax, i, title in ((axes[0], 1, "boot -> all Available (s)"),
-                             (axes[1], 2, "drpd RSS (MiB)"),
-                             (axes[2], 3, "action p50 to one instance (ms)")):
-            ax.plot([p[0] for p in points], [p[i] for p in points], marker="o")
-            ax.set_title(title)
-            ax.set_xlabel("plugin instances")
-            ax.grid(True, alpha=0.3)
-        fig.suptitle("drpd: cost against plugin instances (plain_provider)")
-        fig.tight_layout()
-        out = RESULTS_DIR / "growth-instances.png"
-        fig.savefig(out, dpi=80)
-        made.append(out)
+        xs = [p[0] for p in points]
+        panels = [(name, xs, [p[i] for p in points]) for i, name in (
+            (1, "boot -> all Available (s)"), (2, "drpd RSS (MiB)"),
+            (3, "action p50 to one instance (ms)"))]
+        made.append(_grid(plt, panels, (1, 3), "plugin instances",
+                          "drpd: cost against plugin instances (plain_provider)", False,
+                          RESULTS_DIR / "growth-instances.png"))
     return made
 
 
