@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 import msgspec
 
+#: URL schemes of the PostgreSQL store (several drpd nodes may share one)
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
@@ -136,7 +139,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 
-        if self.store_url and not self.store_url.startswith(("postgresql://", "postgres://")):
+        if self.store_url and not self.store_url.startswith(POSTGRES_SCHEMES):
             raise ValueError("store_url must be empty (the embedded SQLite store) or a "
                              "postgresql:// URL")
         if self.node_endpoint and not self.node_endpoint.startswith(("http://", "https://")):

@@ -63,10 +63,8 @@ class Store(Protocol):
     async def backup(self, dest: str | os.PathLike[str]) -> None: ...
 
 
+from ..config import POSTGRES_SCHEMES  # noqa: E402
 from .sqlite import SQLiteStore  # noqa: E402
-
-#: URL schemes of the PostgreSQL store (several drpd nodes may share one)
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def is_postgres(url: str) -> bool:
