@@ -46,8 +46,6 @@ __all__ = ["Entry", "EventBus", "Feed", "Item", "Notice", "Subscription"]
 
 Filter = Callable[[Event], bool]
 _encode = msgspec.json.Encoder().encode
-#: events up to this size keep their websocket frame once made (see ``Entry.frame``)
-FRAME_CACHE_MAX = 64 * 1024
 
 
 def _now() -> str:
@@ -57,45 +55,41 @@ def _now() -> str:
 class Entry:
     """One published event, shared by the ring and every queue that holds it.
 
-    Its JSON is encoded once, at publish, however many consumers send it:
-    with a hundred websocket subscribers that is most of the per-event cost,
-    and its length is what the event counts against the byte bounds. The
-    event's ``Object`` and ``Original`` then live in that JSON only:
-    ``event`` keeps the header (Type, Action, Key, Seq, Time, Principal) that
-    filters and patterns look at, so a retained event costs its JSON, not
-    also the objects it was encoded from. Consumers must treat ``event`` as
-    frozen.
+    Its JSON is encoded once, at publish, however many consumers send it,
+    and kept as the websocket text frame that carries it (``frame``: a
+    server's frames are not masked and drpd negotiates no extension, so
+    every subscriber gets the same bytes): with a hundred websocket
+    subscribers that is most of the per-event cost, and the JSON's length is
+    what the event counts against the byte bounds (the frame's header adds
+    2 to 10 bytes). The event's ``Object`` and ``Original`` then live in
+    those bytes only: ``event`` keeps the header (Type, Action, Key, Seq,
+    Time, Principal) that filters and patterns look at, so a retained event
+    costs its JSON once, not also the objects it was encoded from.
+    Consumers must treat ``event`` as frozen.
     """
 
-    __slots__ = ("event", "size", "_json", "_frame")
+    __slots__ = ("event", "size", "_frame")
 
     def __init__(self, event: Event) -> None:
-        self._json: bytes = _encode(event)
-        self.size = len(self._json)
+        data = _encode(event)
+        self.size = len(data)
+        self._frame = text_frame(data)
         self.event = Event(Time=event.Time, Type=event.Type, Action=event.Action,
                            Key=event.Key, Principal=event.Principal, Seq=event.Seq)
-        self._frame: bytes | None = None
 
     @property
     def seq(self) -> int:
         return self.event.Seq
 
     def json(self) -> bytes:
-        return self._json
+        return self._frame[len(self._frame) - self.size:]
 
     def text(self) -> str:
-        return self._json.decode()
+        return self.json().decode()
 
     def frame(self) -> bytes:
-        """The websocket text frame of the JSON, the same bytes for every
-        subscriber; kept for small events only, so a big retained event is
-        not held twice."""
-        frame = self._frame
-        if frame is None:
-            frame = text_frame(self._json)
-            if self.size <= FRAME_CACHE_MAX:
-                self._frame = frame
-        return frame
+        """The websocket text frame of the JSON."""
+        return self._frame
 
 
 class Notice(msgspec.Struct, kw_only=True):

@@ -151,9 +151,10 @@ def test_entry_json_is_encoded_once_and_shared() -> None:
     bus.publish(ev(1))
     ea, eb = a.pop_nowait(), b.pop_nowait()
     assert ea is eb
-    assert isinstance(ea, Entry) and ea.json() is ea.json() and b'"Seq":1' in ea.json()
-    # the websocket frame too: made once, the same bytes for every subscriber
-    assert ea.frame() is ea.frame() and ea.frame().endswith(ea.json())
+    assert isinstance(ea, Entry) and b'"Seq":1' in ea.json() and ea.size == len(ea.json())
+    # kept as its websocket frame: the same bytes for every subscriber
+    assert ea.frame() is eb.frame() and ea.frame().endswith(ea.json())
+    assert len(ea.frame()) - ea.size == 2  # a 7-bit length: the JSON and two bytes
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])
