@@ -36,8 +36,11 @@ with no subscriber against ``bench/bare_quart.py``'s POST route (a
 quart-trio route on hypercorn that reads its JSON body), both driven by
 ``window`` kept-alive clients.
 
-A run publishes fewer events than a queue holds, so nothing is dropped; a
-drop would be counted and reported. The subscribers share this process, so
+Every subscriber's queue holds more events than a run publishes (``QUEUE``,
+for drpd ``event_queue`` and for the bare server ``--queue``), so nothing
+is dropped; a drop would be counted and reported by drpd (its ``overflow``
+notice) and would stall the run on the bare server, which tells a
+subscriber nothing of what it dropped. The subscribers share this process, so
 at 100 subscribers the client side weighs on both servers alike. Rounds
 alternate drpd and baseline so drift hits both. Only 127.0.0.1; every loop
 is bounded by its event count and a deadline.
@@ -87,6 +90,8 @@ from bench.common import (  # noqa: E402
 from drpd.testing import DEFAULT_AUTH, DrpdProcess  # noqa: E402
 
 SUBSCRIBERS = (1, 10, 100)
+#: events queued per subscriber on both servers: more than a run publishes
+QUEUE = 4096
 #: requests the drpd publisher sends on one connection
 PER_CONNECTION = 500
 PATTERN = "bench.*.*"
@@ -475,13 +480,17 @@ def main(argv: list[str] | None = None) -> int:
                              "or events-quick.json with --quick)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if max(sizes.events.values()) + sizes.warmup >= QUEUE:
+        raise SystemExit(f"a flood must fit a subscriber's queue ({QUEUE} events)")
     output = args.output or RESULTS_DIR / ("events-quick.json" if args.quick else "events.json")
     started = time.monotonic()
     meta = machine_info()
     results: dict[str, Rounds] = {}
     missed: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="drpd-bench-events-") as work, \
-            DrpdProcess(Path(work) / "drpd", no_tls=True) as drpd, BareWs() as bare, \
+            DrpdProcess(Path(work) / "drpd", no_tls=True,
+                        env={"DRPD_EVENT_QUEUE": str(QUEUE)}) as drpd, \
+            BareWs(QUEUE) as bare, \
             BareQuart() as bare_quart:
         targets = [drpd_target(drpd, sizes), bare_target(bare, sizes)]
         for r in range(sizes.rounds):
@@ -507,8 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results(
         output, benchmark="events", meta=meta, figures=figures,
         settings=asdict(sizes) | {"subscribers": list(SUBSCRIBERS), "pattern": PATTERN,
-                                  "drpd": "--no-tls, default event_queue (1000)",
-                                  "bare_queue": 1000},
+                                  "drpd": f"--no-tls, event_queue {QUEUE}",
+                                  "bare_queue": QUEUE},
         measurements={name: r.to_json() | {"missed": missed.get(name, 0)}
                       for name, r in results.items()},
     )
