@@ -258,3 +258,17 @@ async def test_a_failed_group_commit_fails_its_writes_and_those_behind_it(tmp_pa
     reopened = await open_store(path, [])
     assert [r.obj.Name for r in reopened.list("profiles")] == ["after", "before", "first"]
     await reopened.aclose()
+
+
+async def test_an_empty_transaction_takes_no_seq(tmp_path: Path) -> None:
+    """``transact([])`` (a content bundle with nothing to write) commits
+    nothing and moves no Seq: the next write's Seq follows the last one."""
+    events: list[Event] = []
+    store = await open_store(tmp_path / "db", events)
+    await store.create("profiles", Profile(Name="a"), principal="t")
+    before = store.last_seq
+    assert await store.transact([], principal="t") == []
+    assert store.last_seq == before
+    await store.create("profiles", Profile(Name="b"), principal="t")
+    assert [e.Seq for e in events] == [before, before + 1] and store.last_seq == before + 1
+    await store.aclose()

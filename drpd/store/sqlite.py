@@ -457,7 +457,10 @@ class SQLiteStore:
             for offset, change in enumerate(queued.changes):
                 data = None if change.new is None else msgspec.json.encode(change.new)
                 rows.append((change.prefix, change.key, queued.first + offset, data))
-        last = max(q.first + max(len(q.changes), 1) - 1 for q in group)
+        # the last Seq the group holds (an event holds one; an empty
+        # transaction none: its ``first`` is only the next Seq)
+        last = max(q.first if q.event is not None else q.first + len(q.changes) - 1
+                   for q in group)
         try:
             if rows:
                 async with self._lock:
