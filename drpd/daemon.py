@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 import trio
@@ -45,6 +45,9 @@ from .notify import Notifier, watchdog, watchdog_interval
 from .store import Store, is_postgres, make_store, redact
 from .store.sqlite import now_rfc3339
 from .sweep import sweep_temporaries
+
+if TYPE_CHECKING:  # imported where the API is built: a CLI command needs none of it
+    from .api.websocket import RawWebsocket
 
 log = logging.getLogger("drpd")
 
@@ -159,8 +162,8 @@ class _Parts:
     hyper_config: Callable[[], Any]
     nodes: Nodes
     leases: LocalLeases | Leases
-    #: drpd.api.websocket.RawWebsocket: /api/v3/ws before hypercorn
-    websocket: Any
+    #: /api/v3/ws, served before hypercorn
+    websocket: RawWebsocket
 
 
 class Daemon:

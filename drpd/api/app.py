@@ -45,6 +45,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     if context.access is None:
         context.access = Authorizer(context.store, default_user=context.auth.default_user)
+
     @app.before_request
     async def current_context() -> None:
         objects.CURRENT.set(context)
