@@ -47,6 +47,7 @@ from .store.sqlite import now_rfc3339
 from .sweep import sweep_temporaries
 
 if TYPE_CHECKING:  # imported where the API is built: a CLI command needs none of it
+    from .api.hot_http import HotHTTP
     from .api.websocket import RawWebsocket
 
 log = logging.getLogger("drpd")
@@ -164,6 +165,8 @@ class _Parts:
     leases: LocalLeases | Leases
     #: /api/v3/ws, served before hypercorn
     websocket: RawWebsocket
+    #: the hot routes' requests, served before hypercorn
+    hot: HotHTTP
 
 
 class Daemon:
@@ -276,7 +279,7 @@ class Daemon:
                     leases_scope = trio.CancelScope()
                     await nursery.start(_in_scope, leases_scope, trio.Event(),
                                         parts.leases.serve)
-                    await nursery.start(_serve, partial(serve_api, websocket=parts.websocket),
+                    await nursery.start(_serve, partial(serve_api, websocket=parts.websocket, hot=parts.hot),
                                         wrap_app(parts.app, 0, "asgi"),
                                         parts.api_config, parts.api_sockets, listeners_stop)
                     await nursery.start(_serve, worker_serve,
@@ -329,6 +332,8 @@ class Daemon:
         from .api.app import create_app
         from .api.context import ApiContext
         from .api.events import WsFront
+        from .api.hot_http import HotHTTP
+        from .api.hot_routes import HotRoutes
         from .api.websocket import RawWebsocket
         from .content import ContentService
         from .params import ParamChecker
@@ -460,7 +465,8 @@ class Daemon:
         self.app = create_app(context)
         # the websocket: taken before hypercorn (RawWebsocket), or in front of
         # quart for an upgrade that reaches hypercorn (WsFront)
-        served = WsFront(self.app, context)
+        hot_routes = HotRoutes(self.app, context)
+        served = WsFront(hot_routes, context)
         websocket = RawWebsocket(context)
 
         def hyper_config() -> Any:
@@ -483,7 +489,8 @@ class Daemon:
                       api_sockets=api_sockets, static_config=_plain_config(HyperConfig()),
                       static_sockets=Sockets([], [static_sock], []),
                       metrics_sockets=metrics_sockets, hyper_config=hyper_config,
-                      nodes=nodes, leases=leases, websocket=websocket)
+                      nodes=nodes, leases=leases, websocket=websocket,
+                      hot=HotHTTP(hot_routes, api_config))
 
     async def _shutdown(self, nursery: trio.Nursery, controller: Any,
                         controller_scope: trio.CancelScope, controller_done: trio.Event,

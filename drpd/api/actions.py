@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from ..models import BadRequest, Kind, NotFound
 from ..plugins.interface import PluginSide
+from .current import request
 from .forward import forward, forwarded
 from .objects import ctx, json_response, parse_json, read_body, resolve
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Response, g, request
+from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -25,6 +25,7 @@ from . import (
     ui,
 )
 from .context import ApiContext
+from .current import bind_quart, g, request
 from .errors import drp_error, http_error, unexpected_error
 
 #: routes (endpoint, method) that need no credentials: bound to the route
@@ -49,6 +50,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     @app.before_request
     async def current_context() -> None:
         objects.CURRENT.set(context)
+        bind_quart()
 
     # metrics (issue 7): request counts by URL rule, GET /api/v3/metrics;
     # before authenticate, so that requests it refuses are timed too
@@ -59,18 +61,8 @@ def create_app(context: ApiContext) -> QuartTrio:
     sealing.register(context)
 
     @app.before_request
-    async def authenticate() -> None:
-        routed = request.routing_exception is None
-        if routed and (request.method in ("GET", "HEAD") and (
-                (request.endpoint, request.method) in OPEN_ROUTES
-                or request.blueprint == "ui")):
-            return  # the page's own files need no credentials; its API calls do
-        g.principal = await context.auth.check_header(
-            request.headers.get("Authorization"), request.args.get("token"),
-            request.remote_addr,
-        )
-        if routed:
-            guard.check_route()
+    async def check_credentials() -> None:
+        await authenticate(context)
 
     app.register_blueprint(system.bp)
     app.register_blueprint(ui.bp)
@@ -93,4 +85,19 @@ def create_app(context: ApiContext) -> QuartTrio:
         raise NotFound(f"no such path /{path}")
 
     return app
+
+
+async def authenticate(context: ApiContext) -> None:
+    """Who is asking (401 unless the credentials are good), and may they ask for this route."""
+    routed = request.routing_exception is None
+    if routed and (request.method in ("GET", "HEAD") and (
+            (request.endpoint, request.method) in OPEN_ROUTES
+            or request.blueprint == "ui")):
+        return  # the page's own files need no credentials; its API calls do
+    g.principal = await context.auth.check_header(
+        request.headers.get("Authorization"), request.args.get("token"),
+        request.remote_addr,
+    )
+    if routed:
+        guard.check_route()
 

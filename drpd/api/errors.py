@@ -6,10 +6,11 @@ import logging
 
 import msgspec
 import trio
-from quart import Response, has_request_context, request
+from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from ..models import DrpError, Error, TooManyRequests
+from .current import request, serving
 
 log = logging.getLogger("drpd.api")
 _encode = msgspec.json.Encoder().encode
@@ -35,7 +36,7 @@ async def _drain() -> bool:
     Returns False when the body is too big or too slow to drain; the answer
     then closes the connection instead.
     """
-    if not has_request_context():
+    if not serving():
         return True
     length = request.content_length
     if length is not None and length > _DRAIN_LIMIT:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import ssl
 
-from quart import Response, request
+from quart import Response
 
 from ..models import BadGateway, PayloadTooLarge
 from ..plugins.interface import Remote
+from .current import request
 from .objects import ctx
 
 #: marks a request one node sent another

@@ -23,13 +23,12 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-from quart import g, request
-
 from ..access import Authorizer, effective_roles
 from ..claims import ClaimSet, missing_claim_text, problems
 from ..models import Forbidden, Kind, Unprocessable
 from ..store import public_view
 from .context import ApiContext
+from .current import g, request
 
 log = logging.getLogger("drpd.access")
 

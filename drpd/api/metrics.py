@@ -10,10 +10,26 @@ import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
-from quart import Response, g, request
+from quart import Response, request
 
 from ..metrics import UNMATCHED, Metrics
+from .current import g
 from .objects import read_body
+
+#: where ``instrument`` keeps the app's Metrics (hot_routes counts there too)
+METRICS_KEY = "DRPD_METRICS"
+
+
+def route_label(rule: str, prefix: object, kinds: object) -> str:
+    """The URL rule, with ``<prefix>`` filled in when it names a stored kind.
+
+    The generic object router serves every prefix from one rule; naming
+    the kind (a bounded set: built-in ones and providers' StoreObjects)
+    tells machines from profiles without letting a client mint labels.
+    """
+    if isinstance(prefix, str) and isinstance(kinds, dict) and prefix in kinds:
+        return rule.replace("<prefix>", prefix, 1)
+    return rule
 
 
 def instrument(app: Any, metrics: Metrics) -> None:
@@ -28,22 +44,14 @@ def instrument(app: Any, metrics: Metrics) -> None:
     async def _metrics_start() -> None:
         g.metrics_t0 = time.perf_counter()
 
-    def route() -> str:
-        """The URL rule, with ``<prefix>`` filled in when it names a stored kind.
+    app.config[METRICS_KEY] = metrics
 
-        The generic object router serves every prefix from one rule; naming
-        the kind (a bounded set: built-in ones and providers' StoreObjects)
-        tells machines from profiles without letting a client mint labels.
-        """
+    def route() -> str:
         if request.url_rule is None:
             return UNMATCHED
-        rule = request.url_rule.rule
-        prefix = (request.view_args or {}).get("prefix")
         context = app.config.get("DRPD")
-        kinds = getattr(getattr(context, "store", None), "kinds", {})
-        if isinstance(prefix, str) and prefix in kinds:
-            rule = rule.replace("<prefix>", prefix, 1)
-        return rule
+        return route_label(request.url_rule.rule, (request.view_args or {}).get("prefix"),
+                           getattr(getattr(context, "store", None), "kinds", {}))
 
     @app.after_request
     async def _metrics_count(response: Any) -> Any:

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 import msgspec
 import trio
-from quart import Blueprint, Response, current_app, g, request
+from quart import Blueprint, Response, current_app
 
 from ..models import (
     BadRequest,
@@ -33,6 +33,7 @@ from ..models.names import is_valid_param_name
 from ..store import Record, public_view
 from . import guard
 from .context import ApiContext
+from .current import g, request
 from .kind_rules import PROFILES, aggregate_layers, rules_for
 from .kind_rules import present_provider as _present_provider
 from .patching import json_patch, merge_patch

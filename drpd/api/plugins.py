@@ -8,11 +8,12 @@ from typing import Any
 
 import msgspec
 import trio
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from ..models import Kind, NotFound, Unprocessable
 from ..models.names import is_valid_provider_name
 from ..plugins.interface import PluginSide
+from .current import request
 from .forward import forward, forwarded
 from .objects import (
     ctx,

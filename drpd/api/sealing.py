@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from quart import Response, request
+from quart import Response
 
 from ..models import Kind, MethodNotAllowed, NotFound
 from .context import ApiContext
+from .current import request
 from .objects import ctx, json_response, read_body, resolve
 
 

@@ -29,8 +29,9 @@ from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
-from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
+from hypercorn.utils import ShutdownError, parse_socket_addr, raise_shutdown, repr_socket_addr
 
+from .hot_http import HotHTTP
 from .websocket import RawWebsocket
 
 __all__ = ["PrefixedStream", "serve_api"]
@@ -78,6 +79,21 @@ class PrefixedStream(trio.abc.Stream):
         return getattr(self._stream, name)
 
 
+def _addresses(stream: trio.abc.Stream) -> tuple[str, tuple[str, int] | None,
+                                                  tuple[str, int] | None]:
+    """(scheme, client, server) of a connection, as hypercorn puts them in a scope."""
+    transport = getattr(stream, "transport_stream", None)
+    scheme = "https" if transport is not None else "http"
+    sock = getattr(transport if transport is not None else stream, "socket", None)
+    if sock is None:
+        return scheme, None, None
+    try:
+        return (scheme, parse_socket_addr(sock.family, sock.getpeername()),
+                parse_socket_addr(sock.family, sock.getsockname()))
+    except OSError:
+        return scheme, None, None
+
+
 def _peer(stream: trio.abc.Stream) -> str | None:
     transport = getattr(stream, "transport_stream", stream)
     sock = getattr(transport, "socket", None)
@@ -92,12 +108,13 @@ class _Door:
     """Reads a connection's first bytes and sends it the right way."""
 
     def __init__(self, app: AppWrapper, config: Config, context: WorkerContext,
-                 state: LifespanState, websocket: RawWebsocket) -> None:
+                 state: LifespanState, websocket: RawWebsocket, hot: HotHTTP | None) -> None:
         self.app = app
         self.config = config
         self.context = context
         self.state = state
         self.websocket = websocket
+        self.hot = hot
 
     async def __call__(self, stream: trio.abc.Stream) -> None:
         head = await self._head(stream)
@@ -115,6 +132,12 @@ class _Door:
             if served:
                 await trio.aclose_forcefully(stream)
                 return
+        if self.hot is not None:
+            rest = await self.hot.serve(stream, head, *_addresses(stream))
+            if rest is None:
+                await trio.aclose_forcefully(stream)
+                return
+            head = rest
         server = TCPServer(self.app, self.config, self.context,
                            ConnectionState(self.state.copy()),
                            cast(Any, PrefixedStream(stream, head)))
@@ -142,7 +165,7 @@ class _Door:
 
 
 async def serve_api(app: AppWrapper, config: Config, *, websocket: RawWebsocket,
-                    sockets: Sockets,
+                    sockets: Sockets, hot: HotHTTP | None = None,
                     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """hypercorn's ``worker_serve`` for listening ``sockets``, each
@@ -166,7 +189,7 @@ async def serve_api(app: AppWrapper, config: Config, *, websocket: RawWebsocket,
             for sock in sockets.insecure_sockets:
                 listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
                 binds.append("http://" + repr_socket_addr(sock.family, sock.getsockname()))
-            door = _Door(app, config, context, lifespan_state, websocket)
+            door = _Door(app, config, context, lifespan_state, websocket, hot)
             task_status.started(binds)
             try:
                 async with trio.open_nursery(strict_exception_groups=True) as nursery:
@@ -182,6 +205,8 @@ async def serve_api(app: AppWrapper, config: Config, *, websocket: RawWebsocket,
                     raise others from None
             finally:
                 await context.terminated.set()
+                if hot is not None:
+                    hot.close_idle()
                 server_nursery.cancel_scope.deadline = (trio.current_time()
                                                         + config.graceful_timeout)
         await lifespan.wait_for_shutdown()

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import msgspec
-from quart import Blueprint, Response, g, request
+from quart import Blueprint, Response
 
 from ..auth import DEFAULT_USER, MAX_TOKEN
 from ..claims import Claim, problems
@@ -24,6 +24,7 @@ from ..models import (
 )
 from ..store import public_view
 from . import guard
+from .current import g, request
 from .objects import ctx, finish, json_response, prehash, principal, read_body, resolve
 
 bp = Blueprint("system", __name__)
