@@ -14,7 +14,8 @@ and one call.
 
 What hypercorn does for a request, this does the same way: the ASGI scope
 (``path`` percent-decoded, method upper-cased), ``100 Continue`` when a
-client waits for it, ``date`` and ``server`` headers, keep-alive until
+client waits for it, a ``date`` header (no ``server`` header: DRP's Go
+server sends none; hypercorn's answers keep theirs), keep-alive until
 ``keep_alive_timeout`` of idleness, a head bounded by
 ``h11_max_incomplete_size``, idle connections closed at once when drpd
 shuts down, and a client that goes away told to the app as
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 RECEIVE_BYTES = 64 * 1024
 _HEAD_END = b"\r\n\r\n"
-_SERVER = b"hypercorn-h11"
 
 
 class _Closed(Exception):
@@ -72,7 +72,8 @@ class HotHTTP:
         when the connection is done with."""
         limit = self.config.h11_max_incomplete_size
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
-        conn.receive_data(head)
+        if head:  # (an empty receive_data is h11's end of stream)
+            conn.receive_data(head)
         try:
             while True:
                 buffered = await self._next_head(stream, conn, limit)
@@ -103,7 +104,7 @@ class HotHTTP:
         """The bytes buffered once a whole request head is (or too much is);
         None when the client closed or stayed idle past the keep-alive timeout."""
         buffered = conn.trailing_data[0]
-        if _HEAD_END in buffered or len(buffered) > limit:
+        if _HEAD_END in buffered or len(buffered) > limit or not may_be_hot(buffered):
             return buffered
         if self._closing:
             return None
@@ -116,7 +117,8 @@ class HotHTTP:
                         return None
                     conn.receive_data(bytes(data))
                     buffered = conn.trailing_data[0]
-                    if _HEAD_END in buffered or len(buffered) > limit:
+                    if _HEAD_END in buffered or len(buffered) > limit \
+                            or not may_be_hot(buffered):
                         return buffered
             finally:
                 self._idle.discard(idle)
@@ -177,6 +179,28 @@ class HotHTTP:
             raise _Closed from None
         if not exchange.finished:
             raise _Closed  # the app answered nothing (its client left): close
+
+
+_HOT_METHODS = (b"GET ", b"POST ", b"PUT ", b"PATCH ", b"DELETE ")
+_API = b"/api/v3/"
+
+
+def may_be_hot(start: bytes) -> bool:
+    """Can these first bytes of a request still turn out to be a hot one?
+
+    Anything else (a TLS hello on the plain port, another path, a request
+    whose head takes long to arrive) goes to hypercorn as soon as that is
+    known, never waiting for a head it does not need.
+    """
+    start = start.lstrip(b"\r\n")  # h11, like hypercorn, skips blank lines between requests
+    first = start[:16].upper()
+    for method in _HOT_METHODS:
+        if first.startswith(method):
+            target = start[len(method):len(method) + len(_API)]
+            return _API.startswith(target)
+        if method.startswith(first):
+            return True  # not all of the method yet
+    return False
 
 
 class _Exchange:
@@ -245,8 +269,7 @@ class _Exchange:
         if not self._head_sent:
             self._head_sent = True
             headers = self._headers
-            headers.append((b"date", format_date_time(time.time()).encode("ascii")))
-            headers.append((b"server", _SERVER))
+            headers.append((b"date", _date()))
             out += conn.send(h11.Response(status_code=self._status, headers=headers)) or b""
         body = message.get("body", b"")
         if body:
@@ -264,3 +287,15 @@ class _Exchange:
         if scope.cancelled_caught:
             raise _Closed
 
+
+_dated: list[tuple[int, bytes]] = [(0, b"")]
+
+
+def _date() -> bytes:
+    """The ``date`` header's value, formatted once a second."""
+    now = int(time.time())
+    second, value = _dated[0]
+    if second != now:
+        value = format_date_time(now).encode("ascii")
+        _dated[0] = (now, value)
+    return value

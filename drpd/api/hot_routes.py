@@ -178,10 +178,13 @@ class HotRoutes:
         started = time.perf_counter()
         answered: list[Response] = []
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.watch, body, receive, nursery.cancel_scope)
+            if self.may_wait(view_args):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.watch, body, receive, nursery.cancel_scope)
+                    answered.append(await self.answer(handler, view_args))
+                    nursery.cancel_scope.cancel()
+            else:
                 answered.append(await self.answer(handler, view_args))
-                nursery.cancel_scope.cancel()
         except ClientGone:
             return
         if not answered:
@@ -192,6 +195,16 @@ class HotRoutes:
                 request.method, route_label(rule, view_args.get("prefix"), self.context.store.kinds),
                 response.status_code, time.perf_counter() - started)
         await _send(response, send)
+
+    def may_wait(self, view_args: dict[str, str]) -> bool:
+        """May this request wait on something outside drpd (a provider's action,
+        an instance starting, a password hashed, another node)? Then it is
+        cancelled if its client leaves, as quart does; a plain object or
+        param write or read is done in milliseconds and is not watched."""
+        rest = view_args.get("rest", "")
+        sub = rest.partition("/")[2]
+        return view_args.get("prefix") in self.context.hooks or (
+            bool(sub) and not sub.startswith("params"))
 
     async def answer(self, handler: Handler, view_args: dict[str, str]) -> Response:
         """What quart's dispatch and error handlers would answer."""

@@ -92,7 +92,24 @@ async def iter_body(limit: int) -> AsyncIterator[bytes]:
 
 
 async def read_body() -> bytes:
-    return b"".join([c async for c in iter_body(ctx().settings.max_body_size)])
+    """The whole request body, as ``iter_body`` bounds it (one deadline for
+    all of it, not a generator and a cancel scope per chunk: every write
+    reads its body this way)."""
+    limit = ctx().settings.max_body_size
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    with trio.move_on_after(ctx().settings.body_timeout) as scope:
+        async for chunk in request.body:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    if scope.cancelled_caught:
+        raise RequestTimeout("request body not received in time")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def max_depth() -> int:

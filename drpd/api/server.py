@@ -1,16 +1,19 @@
 """The API port: each accepted connection goes to hypercorn, except a
-websocket upgrade to ``/api/v3/ws``, which drpd serves itself.
+websocket upgrade to ``/api/v3/ws`` and requests on the hot routes, which
+drpd serves itself.
 
 ``serve_api`` is hypercorn's trio ``worker_serve`` (the app's lifespan, a
 ``TCPServer`` per connection, the graceful period at shutdown) with one
-change: a connection's first bytes are read here. A request that cannot be
-an upgrade to the websocket path (anything not starting ``GET /api/v3/ws``)
-is handed to hypercorn at once with those bytes in front of the stream
-(``PrefixedStream``); one that can is read up to the end of its head and
-offered to :class:`~drpd.api.websocket.RawWebsocket`, which serves it or
-gives it back. The first read has the deadline hypercorn gives an idle
-connection (``keep_alive_timeout``), and a head is bounded like hypercorn's
-(``h11_max_incomplete_size``).
+change: a connection's first bytes are read here. A request that may be an
+upgrade to the websocket path (starting ``GET /api/v3/ws``) is read up to
+the end of its head and offered to
+:class:`~drpd.api.websocket.RawWebsocket`, which serves it or gives it
+back. Then :class:`~drpd.api.hot_http.HotHTTP` serves the connection's
+requests while they are for the hot routes, and hands the connection to
+hypercorn, with the bytes it read of the first other request in front of
+the stream (``PrefixedStream``), when one is not. The first read has the
+deadline hypercorn gives an idle connection (``keep_alive_timeout``), and a
+head is bounded like hypercorn's (``h11_max_incomplete_size``).
 
 This reaches into hypercorn's trio worker (``TCPServer``, ``Lifespan``,
 ``WorkerContext``), hence the pinned minor version in pyproject.toml.
@@ -133,7 +136,11 @@ class _Door:
                 await trio.aclose_forcefully(stream)
                 return
         if self.hot is not None:
-            rest = await self.hot.serve(stream, head, *_addresses(stream))
+            try:
+                rest = await self.hot.serve(stream, head, *_addresses(stream))
+            except Exception:  # a defect must cost one connection, never the listener
+                log.exception("HTTP connection failed")
+                rest = None
             if rest is None:
                 await trio.aclose_forcefully(stream)
                 return
