@@ -331,7 +331,10 @@ async def test_has_publish_delivers_in_order_across_a_restart(plugin_drpd: DrpdP
 async def test_a_slow_has_publish_provider_delays_only_itself(tmp_path: Path) -> None:
     state = tmp_path / "state"
     install(state / "plugins", "sdk_echo")
-    with DrpdProcess(state, env={**FAST, "DRPD_EVENT_QUEUE": "10"}) as d:
+    # a queue of 20: the slow instance (5 events/s) misses most of the 40
+    # posted in well under a second; the quick one, a few ms per event, has
+    # room for the burst (at 10 it missed one once the API posted in 2 ms)
+    with DrpdProcess(state, env={**FAST, "DRPD_EVENT_QUEUE": "20"}) as d:
         async with api_client(d) as api:
             await _create(api, "slow", "sdk_echo", **{"echo/greeting": "hi",
                                                        "echo/log-events": True,
