@@ -130,6 +130,33 @@ async def pipelined_answers(stream: trio.abc.Stream, count: int
     return answers
 
 
+@pytest.mark.parametrize("method, target, body", [
+    ("GET", "/api/v3/machines/Name:nobody-at-all", None),  # 404
+    ("POST", "/api/v3/profiles", b'{"Name": '),  # 400
+    ("POST", "/api/v3/profiles", b'{"Name": "bad name with spaces"}'),  # 422
+    ("PUT", "/api/v3/machines/x/y/z", b"{}"),  # no such sub-resource
+    ("GET", "/api/v3/profiles/global/params", None),
+    ("GET", "/api/v3/profiles?limit=1&offset=0", None),
+    ("GET", "/api/v3/params?Name=nonesuch", None),
+    ("POST", "/api/v3/events", b'{"Type": "websocket", "Action": "x", "Key": "y"}'),  # 400
+])
+async def test_drpd_and_hypercorn_answer_a_request_alike(
+        shared_drpd: DrpdProcess, method: str, target: str, body: bytes | None) -> None:
+    answers = []
+    for through_hypercorn in (False, True):
+        async with raw(shared_drpd) as stream:
+            client = Client(stream, shared_drpd)
+            if through_hypercorn:
+                status, headers, _ = await client.call("GET", "/api/v3/info")
+                assert status == 200 and hypercorns(headers)
+            status, headers, answer = await client.call(method, target, body)
+            assert hypercorns(headers) is through_hypercorn
+            shown = {name: value for name, value in headers.items()
+                     if name not in (b"server", b"date")}
+            answers.append((status, shown, json.loads(answer)))
+    assert answers[0] == answers[1]
+
+
 async def test_pipelined_requests_are_answered_in_order(shared_drpd: DrpdProcess) -> None:
     name = "piped-" + uuid.uuid4().hex[:8]
     async with raw(shared_drpd) as stream:
