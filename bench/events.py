@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import math
 import socket
 import subprocess
@@ -177,6 +178,8 @@ class Target:
     publisher: Callable[..., Any]
     #: the server's process id (its CPU time is read from /proc)
     pid: int
+    #: the command that runs ``publisher`` in a process of its own (``--publish``)
+    spawn: list[str]
 
 
 def event_body(i: int, pad: str) -> dict[str, Any]:
@@ -199,6 +202,19 @@ async def bare_ready(ws: WebSocketConnection) -> None:
 def drpd_target(drpd: DrpdProcess, sizes: Sizes) -> Target:
     token = base64.b64encode(":".join(DEFAULT_AUTH).encode())
     headers = [(b"authorization", b"Basic " + token)]
+    assert drpd.proc is not None
+    return Target("drpd", drpd.endpoint.replace("http://", "ws://") + "/api/v3/ws", headers,
+                  drpd_ready, drpd_publisher(drpd.endpoint, sizes), drpd.proc.pid,
+                  _spawn("drpd", drpd.endpoint, sizes))
+
+
+def _spawn(kind: str, where: str, sizes: Sizes) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--publish", kind, where,
+            str(sizes.window), str(sizes.pad)]
+
+
+def drpd_publisher(endpoint: str, sizes: Sizes) -> Callable[..., Any]:
+    token = base64.b64encode(":".join(DEFAULT_AUTH).encode())
     pad = "x" * sizes.pad
 
     async def publish(count: int, first: int, t_send: list[float], rate: float | None) -> None:
@@ -206,7 +222,7 @@ def drpd_target(drpd: DrpdProcess, sizes: Sizes) -> Target:
         # publisher's own cost (httpx's would be ~1 ms of this process's CPU
         # per event) must not stand in for drpd's fan-out, since the
         # subscribers share this process (the bare publisher is a websocket)
-        port = int(drpd.endpoint.rsplit(":", 1)[1])
+        port = int(endpoint.rsplit(":", 1)[1])
         head = (f"POST /api/v3/events HTTP/1.1\r\nHost: {LOOPBACK}\r\n"
                 f"Authorization: Basic {token.decode()}\r\n"
                 "Content-Type: application/json\r\nContent-Length: ").encode()
@@ -237,14 +253,19 @@ def drpd_target(drpd: DrpdProcess, sizes: Sizes) -> Target:
                         t_send[i] = time.perf_counter()
                     await stream.send_all(head + b"%d\r\n\r\n" % len(body) + body)
 
-    assert drpd.proc is not None
-    return Target("drpd", drpd.endpoint.replace("http://", "ws://") + "/api/v3/ws", headers,
-                  drpd_ready, publish, drpd.proc.pid)
+    return publish
 
 
 def bare_target(bare: BareWs, sizes: Sizes) -> Target:
+    assert bare.proc is not None
+    return Target("bare", f"ws://{LOOPBACK}:{bare.port}/sub", [], bare_ready,
+                  bare_publisher(bare.port, sizes), bare.proc.pid,
+                  _spawn("bare", str(bare.port), sizes))
+
+
+def bare_publisher(port: int, sizes: Sizes) -> Callable[..., Any]:
     pad = "x" * sizes.pad
-    base = f"ws://{LOOPBACK}:{bare.port}"
+    base = f"ws://{LOOPBACK}:{port}"
 
     async def publish(count: int, first: int, t_send: list[float], rate: float | None) -> None:
         async with open_websocket_url(base + "/pub") as ws:
@@ -261,8 +282,7 @@ def bare_target(bare: BareWs, sizes: Sizes) -> Target:
                     t_send[i] = await _until(start + n / rate)
                 await ws.send_message(text)
 
-    assert bare.proc is not None
-    return Target("bare", base + "/sub", [], bare_ready, publish, bare.proc.pid)
+    return publish
 
 
 class _Answers:
@@ -324,7 +344,7 @@ async def measure(target: Target, subscribers: int, sizes: Sizes,
     events = sizes.events[subscribers] if rate is None else sizes.paced[subscribers]
     total = sizes.warmup + events
     t_send = [0.0] * total
-    latencies: list[float] = []
+    received: list[tuple[int, float]] = []
     last_receive = [0.0]
     missed = [0]
     clock = time.perf_counter
@@ -349,7 +369,7 @@ async def measure(target: Target, subscribers: int, sizes: Sizes,
                     now = clock()
                     got += 1
                     if timed:
-                        latencies.append(now - t_send[int(frame.Key)])
+                        received.append((int(frame.Key), now))
                         if now > last_receive[0]:
                             last_receive[0] = now
 
@@ -358,15 +378,35 @@ async def measure(target: Target, subscribers: int, sizes: Sizes,
                 for ws in sockets:
                     nursery.start_soon(receive, ws, sizes.warmup, False)
                 await target.publisher(sizes.warmup, 0, t_send, None)
-            start = clock()
+            # timed: the publisher in a process of its own, so that it does
+            # not wait its turn behind a hundred subscriber tasks here (and
+            # they not behind it); its send times come back on its stdout
+            # (perf_counter is CLOCK_MONOTONIC: one clock for both processes)
             cpu_start = cpu_seconds(target.pid)
             async with trio.open_nursery() as nursery:
                 for ws in sockets:
                     nursery.start_soon(receive, ws, events, True)
-                await target.publisher(events, sizes.warmup, t_send, rate)
+                done = await trio.run_process(
+                    target.spawn + [str(events), str(sizes.warmup), str(rate or 0)],
+                    capture_stdout=True)
             cpu = cpu_seconds(target.pid) - cpu_start
-            elapsed = last_receive[0] - start
+            sent = msgspec.json.decode(done.stdout, type=list[float])
+            t_send[sizes.warmup:] = sent
+            latencies = [now - t_send[index] for index, now in received]
+            elapsed = last_receive[0] - min(sent)
     return Sample(len(latencies), elapsed, latencies, subscribers), missed[0], cpu
+
+
+def publish_main(kind: str, where: str, window: int, pad: int, count: int, first: int,
+                 rate: float) -> None:
+    """``--publish``: one timed publish, run by ``measure`` in a process of its
+    own; prints the send time of each event (a JSON list) when done."""
+    sizes = dataclasses.replace(QUICK, window=window, pad=pad)
+    publisher = (drpd_publisher(where, sizes) if kind == "drpd"
+                 else bare_publisher(int(where), sizes))
+    t_send = [0.0] * (first + count)
+    trio.run(publisher, count, first, t_send, rate or None)
+    sys.stdout.buffer.write(msgspec.json.encode(t_send[first:]))
 
 
 async def publish_path(drpd: DrpdProcess, bare: BareQuart, sizes: Sizes,
@@ -473,6 +513,11 @@ def figures_from(results: dict[str, Rounds], sizes: Sizes) -> list[Figure]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--publish"]:
+        kind, where, window, pad, count, first, rate = argv[1:8]
+        publish_main(kind, where, int(window), int(pad), int(count), int(first), float(rate))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
     parser.add_argument("--output", type=Path,
@@ -509,8 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         "bare trio-websocket broadcast server"))
     duration = time.monotonic() - started
     meta.update(duration_s=round(duration, 1), quick=args.quick, client=(
-        "this process: one publisher and every subscriber as trio tasks; "
-        "servers on 127.0.0.1 on the same machine"))
+        "this process: every subscriber as trio tasks; the timed publisher in a process "
+        "of its own (bench/events.py --publish); servers on 127.0.0.1 on the same machine"))
     if any(missed.values()):
         print(f"\nevents missed (overflow): {missed}", file=sys.stderr)
     path = write_results(
