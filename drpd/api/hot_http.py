@@ -229,31 +229,33 @@ class _Exchange:
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    try:
-                        data = await self.stream.receive_some(RECEIVE_BYTES)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    if not await self._read():
                         return {"type": "http.disconnect"}
-                    if not data:
-                        return {"type": "http.disconnect"}
-                    conn.receive_data(bytes(data))
                     continue
                 if isinstance(event, h11.Data):
                     return {"type": "http.request", "body": bytes(event.data), "more_body": True}
                 if isinstance(event, h11.EndOfMessage):
                     return {"type": "http.request", "body": b"", "more_body": False}
                 return {"type": "http.disconnect"}
-        # the body is read: what is left to hear of is the client leaving
+        # the body is read: what is left to hear of is the client leaving (or
+        # its next request, sent ahead: read once and kept for later)
         if not self._watched:
             self._watched = True
-            try:
-                data = await self.stream.receive_some(RECEIVE_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if not await self._read():
                 return {"type": "http.disconnect"}
-            if not data:
-                return {"type": "http.disconnect"}
-            conn.receive_data(bytes(data))  # its next request, sent ahead: kept for later
         await trio.sleep_forever()
         raise AssertionError("unreachable")
+
+    async def _read(self) -> bool:
+        """Read what the client sent into h11; False when it has gone."""
+        try:
+            data = await self.stream.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        if not data:
+            return False
+        self.conn.receive_data(bytes(data))
+        return True
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
