@@ -4,7 +4,10 @@
 
 ``GET /get`` returns a constant; ``POST``/``PUT``/``PATCH /post`` reads its
 JSON body (an unread body stalls keep-alive: STACK-NOTES) and returns a
-constant. It serves on an already listening socket handed over as fd N
+constant. With ``--db PATH``, ``POST /store`` also commits the body to
+SQLite before answering, as drpd's store does (its schema, WAL,
+``synchronous=FULL``, one transaction per request, in a worker thread
+through ``trio.to_thread`` with one writer): the floor of a durable create. It serves on an already listening socket handed over as fd N
 (``bench.common.BareQuart`` binds 127.0.0.1 port 0 and passes it), with the
 hypercorn settings drpd uses (keep-alive 75 s, no access log). SIGTERM ends it.
 """
@@ -12,7 +15,10 @@ hypercorn settings drpd uses (keep-alive 75 s, no access log). SIGTERM ends it.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
+import uuid
+from pathlib import Path
 
 import trio
 from hypercorn.config import Config
@@ -37,20 +43,61 @@ async def post() -> Response:
     return Response(CONSTANT, content_type="application/json")
 
 
+_db: dict[str, object] = {}
+
+
+@app.route("/store", methods=["POST"])
+async def store() -> Response:
+    body = await request.get_data()
+    await request.get_json(force=True)
+    await trio.to_thread.run_sync(_commit, body, limiter=_db["limiter"])
+    return Response(CONSTANT, content_type="application/json")
+
+
+def _commit(body: bytes) -> None:
+    conn = _db["conn"]
+    assert isinstance(conn, sqlite3.Connection)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT OR REPLACE INTO objects (prefix, key, rev, data) VALUES (?, ?, ?, ?)",
+                 ("machines", str(uuid.uuid4()), 1, body))
+    conn.execute("COMMIT")
+
+
+def _open_db(path: str) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from drpd.store.sqlite import MIGRATIONS
+
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    _db["conn"] = conn
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fd", type=int, required=True, help="listening socket to serve on")
     parser.add_argument("--certfile")
     parser.add_argument("--keyfile")
+    parser.add_argument("--db", help="SQLite file for POST /store")
     args = parser.parse_args(argv)
+    if args.db:
+        _open_db(args.db)
     config = Config()
     config.bind = [f"fd://{args.fd}"]
     config.keep_alive_timeout = 75
     config.accesslog = None
     if args.certfile:
         config.certfile, config.keyfile = args.certfile, args.keyfile
-    trio.run(serve, app, config)
+    trio.run(_serve, config)
     return 0
+
+
+async def _serve(config: Config) -> None:
+    _db["limiter"] = trio.CapacityLimiter(1)
+    await serve(app, config)
 
 
 if __name__ == "__main__":

@@ -251,8 +251,9 @@ class BareQuart:
     """
 
     def __init__(self, *, certfile: str | None = None, keyfile: str | None = None,
-                 start_timeout: float = 30.0) -> None:
+                 db: str | None = None, start_timeout: float = 30.0) -> None:
         self.certfile, self.keyfile = certfile, keyfile
+        self.db = db
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -272,6 +273,8 @@ class BareQuart:
             cmd = [sys.executable, str(BENCH_DIR / "bare_quart.py"), "--fd", str(sock.fileno())]
             if self.certfile:
                 cmd += ["--certfile", self.certfile, "--keyfile", str(self.keyfile)]
+            if self.db:
+                cmd += ["--db", self.db]
             self.proc = subprocess.Popen(cmd, pass_fds=[sock.fileno()], start_new_session=True,
                                          preexec_fn=_die_with_parent)
         finally:

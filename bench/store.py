@@ -19,7 +19,12 @@ What is measured, in one run (every figure is the median of ``rounds``):
 - baseline B: ``bench/bare_quart.py`` (a quart-trio route returning a
   constant, on hypercorn, its own process), driven by the same client code:
   GET for drpd's get, POST of the same machine JSON (read by the route) for
-  drpd's create and update.
+  drpd's create and update;
+- baseline C: the same bare server's ``POST /store``, which also commits
+  the body to SQLite before answering as drpd's store does (its schema,
+  WAL, ``synchronous=FULL``, one transaction per request, in a worker
+  thread through ``trio.to_thread``): the floor of a durable create, with
+  the same thread hand-offs and fsync, measured the same way.
 
 The client is this process: one kept-alive ``httpx.AsyncClient`` per
 concurrent worker, under trio. Client and servers share the machine's cores,
@@ -200,6 +205,15 @@ def bare_post() -> Op:
     return op
 
 
+def bare_store() -> Op:
+    """Baseline C: baseline B's POST that also commits the body to SQLite, durably."""
+    async def op(client: httpx.AsyncClient, w: int, i: int) -> None:
+        body = encode(machine_body(f"bench-bare-{w}-{i}", str(uuid.uuid4())))
+        expect(await client.post("/store", content=body, headers=JSON), 200)
+
+    return op
+
+
 def bare_get() -> Op:
     async def op(client: httpx.AsyncClient, w: int, i: int) -> None:
         expect(await client.get("/get"), 200)
@@ -369,6 +383,7 @@ async def run_round(servers: Servers, sizes: Sizes, work_dir: Path, results: Res
                               "warmup": sizes.warmup}
         results.add(f"drpd create c{c}", await drive(drpd_client, plain.create(), **kw))
         results.add(f"bare POST c{c}", await drive(bare_client, bare_post(), **kw))
+        results.add(f"bare durable POST c{c}", await drive(bare_client, bare_store(), **kw))
         results.add(f"drpd update c{c}", await drive(drpd_client, plain.update(c), **kw))
         results.add(f"drpd get c{c}", await drive(drpd_client, plain.get(c), **kw))
         results.add(f"bare GET c{c}", await drive(bare_client, bare_get(), **kw))
@@ -434,6 +449,9 @@ def figures_from(results: Results, sizes: Sizes) -> list[Figure]:
         three(f"create c{c} http", f"drpd create c{c}", f"bare POST c{c}", f"bare quart POST c{c}")
         three(f"update c{c} http", f"drpd update c{c}", f"bare POST c{c}", f"bare quart POST c{c}")
         three(f"get c{c} http", f"drpd get c{c}", f"bare GET c{c}", f"bare quart GET c{c}")
+    for c in CONCURRENCIES:
+        three(f"create c{c} http vs durable POST", f"drpd create c{c}",
+              f"bare durable POST c{c}", f"bare quart POST + SQLite commit c{c}")
     for c in CONCURRENCIES:
         if f"drpd create c{c} tls" in results:
             three(f"create c{c} https", f"drpd create c{c} tls", f"bare POST c{c} tls",
@@ -537,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         with ExitStack() as stack:
             servers = Servers(
                 drpd=stack.enter_context(DrpdProcess(work_dir / "drpd", no_tls=True)),
-                bare=stack.enter_context(BareQuart()),
+                bare=stack.enter_context(BareQuart(db=str(work_dir / "bare-store.db"))),
                 large=stack.enter_context(DrpdProcess(large_dir, no_tls=True)),
             )
             if not args.no_tls:
