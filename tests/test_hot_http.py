@@ -354,6 +354,8 @@ async def test_close_idle_ends_a_connection_between_requests_at_once(tmp_path: P
     ("POST", "/api/v3/machines/abc/actions/poweron"), ("GET", "/api/v3/machines/a/params/x"),
     ("POST", "/api/v3/events"), ("GET", "/api/v3/nosuchkind"), ("POST", "/api/v3/machines/x"),
     ("GET", "/api/v3/users/u1/token"), ("POST", "/api/v3/plugins/p/restart"),
+    ("GET", "/api/v3/system/actions"), ("POST", "/api/v3/system/actions/ping"),
+    ("GET", "/api/v3/system/actions/drpd-ipmi:poweron"), ("POST", "/api/v3/system/actions/a/b"),
 ])
 def test_a_hot_route_is_the_route_quart_would_take(tmp_path: Path, method: str,
                                                    path: str) -> None:
@@ -371,7 +373,9 @@ def test_a_hot_route_is_the_route_quart_would_take(tmp_path: Path, method: str,
     ("GET", "/api/v3/info"), ("GET", "/api/v3/events"), ("POST", "/api/v3/plugin_providers/p"),
     ("GET", "/api/v3/indexes/machines"), ("GET", "/api/v3/metrics"),
     ("GET", "/ui/"), ("DELETE", "/api/v3/machines"), ("OPTIONS", "/api/v3/machines/x"),
-    ("POST", "/api/v3/system/actions/x"), ("GET", "/api/v3/catalog"),
+    ("GET", "/api/v3/catalog"), ("POST", "/api/v3/system/actions"),
+    ("PUT", "/api/v3/system/actions/x"), ("GET", "/api/v3/system/actions/"),
+    ("GET", "/api/v3/system/actions//x"), ("GET", "/api/v3/system/other"),
 ])
 def test_everything_else_is_left_to_quart(tmp_path: Path, method: str, path: str) -> None:
     _, hot = _apps(tmp_path)

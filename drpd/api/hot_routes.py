@@ -6,7 +6,8 @@ quart, the framework's own work on each request (werkzeug headers, request
 and app contexts, URL routing, hooks, a response sent from a second task)
 cost more than drpd's handler and its store write together (py-spy,
 issue 19). Here the same handlers (``objects.collection``,
-``objects.item``, ``events.post_event``) are called on the ASGI interface,
+``objects.item``, ``events.post_event``, the system actions) are called on
+the ASGI interface,
 with what quart's hooks do, in the same order: the API context, the
 metrics timer, authentication and the route's claim, then the handler, the
 DRP ``Error`` answers, and the request count. The handlers read the request
@@ -33,7 +34,7 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
 from ..models import DrpError
-from . import events, objects
+from . import actions, events, objects
 from .app import authenticate
 from .context import ApiContext
 from .current import Globals, bind
@@ -45,7 +46,8 @@ _API = "/api/v3/"
 
 _EMPTY_ARGS: ImmutableMultiDict[str, str] = ImmutableMultiDict()
 #: endpoints whose paths this module may serve (others own the rest)
-_SERVED = frozenset({"objects.collection", "objects.item", "not_found", "events.post_event"})
+_SERVED = frozenset({"objects.collection", "objects.item", "not_found", "events.post_event",
+                     "actions.system_actions", "actions.system_action"})
 
 
 class ClientGone(Exception):
@@ -153,6 +155,8 @@ class HotRoutes:
         if prefix in self.elsewhere:
             if prefix == "events" and not slash and method == "POST":
                 return events.post_event, "events.post_event", {}, "/api/v3/events"
+            if prefix == "system" and method in ("GET", "POST"):
+                return _system_action(method, rest)
             return None
         if not slash:
             if method not in ("GET", "POST"):
@@ -178,7 +182,7 @@ class HotRoutes:
         started = time.perf_counter()
         answered: list[Response] = []
         try:
-            if self.may_wait(view_args):
+            if self.may_wait(endpoint, view_args):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self.watch, body, receive, nursery.cancel_scope)
                     answered.append(await self.answer(handler, view_args))
@@ -196,11 +200,13 @@ class HotRoutes:
                 response.status_code, time.perf_counter() - started)
         await _send(response, send)
 
-    def may_wait(self, view_args: dict[str, str]) -> bool:
+    def may_wait(self, endpoint: str, view_args: dict[str, str]) -> bool:
         """May this request wait on something outside drpd (a provider's action,
         an instance starting, a password hashed, another node)? Then it is
         cancelled if its client leaves, as quart does; a plain object or
         param write or read is done in milliseconds and is not watched."""
+        if endpoint.startswith("actions."):
+            return True
         rest = view_args.get("rest", "")
         sub = rest.partition("/")[2]
         return view_args.get("prefix") in self.context.hooks or (
@@ -231,6 +237,20 @@ class HotRoutes:
                 return
 
 
+def _system_action(method: str, rest: str) -> tuple[Handler, str, dict[str, str], str] | None:
+    """``/api/v3/system/actions[/<command>]``, as quart's rules in ``actions`` read it."""
+    if rest == "actions":
+        if method != "GET":
+            return None
+        return actions.system_actions, "actions.system_actions", {}, "/api/v3/system/actions"
+    command = rest.removeprefix("actions/")
+    if command == rest or not command or command[0] == "/" or command[-1] == "/" \
+            or "//" in command:
+        return None
+    return (actions.system_action, "actions.system_action", {"command": command},
+            "/api/v3/system/actions/<path:command>")
+
+
 def _owned_elsewhere(app: QuartTrio) -> frozenset[str] | None:
     """The first path segments under ``/api/v3/`` that routes other than the
     object routes own; None when one of them starts with a variable (then
@@ -243,7 +263,7 @@ def _owned_elsewhere(app: QuartTrio) -> frozenset[str] | None:
         if "<" in first:
             return None
         owned.add(first)
-    return frozenset(owned | {"events"})
+    return frozenset(owned | {"events", "system"})
 
 
 async def _send(response: Response, send: Any) -> None:
