@@ -52,15 +52,18 @@ class Client:
             out += self.http.send(h11.Data(data=body)) or b""
         return out + (self.http.send(h11.EndOfMessage()) or b"")
 
+    async def event(self) -> object:
+        """h11's next event off the stream (reading as much as it takes)."""
+        while (event := self.http.next_event()) is h11.NEED_DATA:
+            self.http.receive_data(bytes(await self.stream.receive_some(65536)))
+        return event
+
     async def answer(self) -> tuple[int, dict[bytes, bytes], bytes]:
         """The next response: status, headers, body (informational ones skipped)."""
         status, headers, body = 0, {}, b""
         with trio.fail_after(10):
             while True:
-                event = self.http.next_event()
-                if event is h11.NEED_DATA:
-                    self.http.receive_data(bytes(await self.stream.receive_some(65536)))
-                    continue
+                event = await self.event()
                 if isinstance(event, h11.Response):
                     status, headers = event.status_code, dict(event.headers)
                 elif isinstance(event, h11.Data):
@@ -182,12 +185,7 @@ async def test_a_client_waiting_for_100_continue_gets_it(shared_drpd: DrpdProces
             headers=[(b"host", b"x"), client.auth, (b"expect", b"100-continue"),
                      (b"content-length", str(len(body)).encode())])) or b"")
         with trio.fail_after(10):
-            while True:
-                event = http.next_event()
-                if event is h11.NEED_DATA:
-                    http.receive_data(bytes(await stream.receive_some(65536)))
-                    continue
-                break
+            event = await client.event()
         assert isinstance(event, h11.InformationalResponse) and event.status_code == 100
         await stream.send_all((http.send(h11.Data(data=body)) or b"")
                               + (http.send(h11.EndOfMessage()) or b""))
