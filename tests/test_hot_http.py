@@ -20,6 +20,7 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from quart_trio import QuartTrio
 
+from drpd.api import current, objects
 from drpd.api.app import create_app
 from drpd.api.context import ApiContext
 from drpd.api.hot_http import HotHTTP, may_be_hot
@@ -333,6 +334,9 @@ async def test_close_idle_ends_a_connection_between_requests_at_once(tmp_path: P
         async def serve() -> None:
             async with server:
                 left.append(await hot.serve(server, b"", "http", None, None))
+            # nothing of the request stays bound in the connection's task
+            # (hypercorn's tasks, if it took the connection over, copy it)
+            assert not current.serving() and objects.CURRENT.get(None) is None
 
         nursery.start_soon(serve)
         client = Client(client_stream, None)

@@ -13,7 +13,8 @@ the names fall back to quart's, which raise as quart does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol, cast
 
@@ -58,6 +59,20 @@ class Globals:
 
 _REQUEST: ContextVar[Request] = ContextVar("drpd_request")
 _GLOBALS: ContextVar[Any] = ContextVar("drpd_globals")
+
+
+@contextmanager
+def serving_as(request_: Request, globals_: Any) -> Iterator[None]:
+    """``request`` and ``g`` stand for these inside the block, and only there:
+    the task that serves a connection's hot requests goes on to serve the
+    next, or hands the connection to hypercorn, whose tasks copy its context."""
+    request_token = _REQUEST.set(request_)
+    globals_token = _GLOBALS.set(globals_)
+    try:
+        yield
+    finally:
+        _GLOBALS.reset(globals_token)
+        _REQUEST.reset(request_token)
 
 
 def bind(request_: Request, globals_: Any) -> None:

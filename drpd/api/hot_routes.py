@@ -37,7 +37,7 @@ from ..models import DrpError
 from . import actions, events, objects
 from .app import authenticate
 from .context import ApiContext
-from .current import Globals, bind
+from .current import Globals, serving_as
 from .errors import drp_error, http_error, unexpected_error
 from .metrics import METRICS_KEY, route_label
 
@@ -177,20 +177,22 @@ class HotRoutes:
         handler, endpoint, view_args, rule = found
         body = Body(receive)
         request = HotRequest(scope, endpoint, view_args, body)
-        bind(request, Globals())
-        objects.CURRENT.set(self.context)
         started = time.perf_counter()
         answered: list[Response] = []
+        context_token = objects.CURRENT.set(self.context)
         try:
-            if self.may_wait(endpoint, view_args):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self.watch, body, receive, nursery.cancel_scope)
+            with serving_as(request, Globals()):
+                if self.may_wait(endpoint, view_args):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self.watch, body, receive, nursery.cancel_scope)
+                        answered.append(await self.answer(handler, view_args))
+                        nursery.cancel_scope.cancel()
+                else:
                     answered.append(await self.answer(handler, view_args))
-                    nursery.cancel_scope.cancel()
-            else:
-                answered.append(await self.answer(handler, view_args))
         except ClientGone:
             return
+        finally:
+            objects.CURRENT.reset(context_token)
         if not answered:
             return  # the client went away while it was served (watch)
         response = answered[0]
