@@ -7,11 +7,11 @@ What is measured, in one run (every figure is the median of ``rounds``), for
 1, 10 and 100 subscribers:
 
 - drpd (a real ``drpd serve --no-tls`` process, ``DrpdProcess``, default
-  ``event_queue``): one publisher POSTs ``/api/v3/events`` (Basic auth, a
-  kept-alive httpx client with up to ``window`` requests in flight, so one
-  HTTP round trip does not wait for the previous one); every subscriber is
-  a trio-websocket connection to ``/api/v3/ws`` that registered
-  ``bench.*.*``;
+  ``event_queue``): one publisher POSTs ``/api/v3/events`` (Basic auth,
+  requests pipelined on a kept-alive connection with up to ``window`` in
+  flight, so one HTTP round trip does not wait for the previous one); every
+  subscriber is a trio-websocket connection to ``/api/v3/ws`` that
+  registered ``bench.*.*``;
 - baseline: ``bench/bare_ws.py``, a bare trio-websocket broadcast server in
   its own process with the same per-subscriber design (bounded queue, one
   sender task each) and nothing else; one publisher sends the same JSON
@@ -41,8 +41,11 @@ for drpd ``event_queue`` and for the bare server ``--queue``), so nothing
 is dropped; a drop would be counted and reported by drpd (its ``overflow``
 notice) and would stall the run on the bare server, which tells a
 subscriber nothing of what it dropped. The subscribers share this process, so
-at 100 subscribers the client side weighs on both servers alike. Rounds
-alternate drpd and baseline so drift hits both. Only 127.0.0.1; every loop
+at 100 subscribers the client side weighs on both servers alike; the timed
+publisher runs in a process of its own (``--publish``; its send times come
+back on its stdout, on the same monotonic clock), since in this process it
+waited its turn behind every subscriber task. Rounds alternate drpd and
+baseline so drift hits both. Only 127.0.0.1; every loop
 is bounded by its event count and a deadline.
 """
 
