@@ -92,11 +92,8 @@ class HotHTTP:
                         or self._closing:
                     return None
                 conn.start_next_cycle()
-        except _Closed:
-            return None
-        except h11.RemoteProtocolError:
-            return None
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (_Closed, h11.RemoteProtocolError, trio.BrokenResourceError,
+                trio.ClosedResourceError):
             return None
 
     async def _next_head(self, stream: trio.abc.Stream, conn: h11.Connection,
@@ -104,22 +101,19 @@ class HotHTTP:
         """The bytes buffered once a whole request head is (or too much is);
         None when the client closed or stayed idle past the keep-alive timeout."""
         buffered = conn.trailing_data[0]
-        if _HEAD_END in buffered or len(buffered) > limit or not may_be_hot(buffered):
-            return buffered
-        if self._closing:
-            return None
         with trio.move_on_after(self.config.keep_alive_timeout) as idle:
             self._idle.add(idle)
             try:
-                while True:
+                while _HEAD_END not in buffered and len(buffered) <= limit \
+                        and may_be_hot(buffered):
+                    if self._closing:
+                        return None
                     data = await stream.receive_some(RECEIVE_BYTES)
                     if not data:
                         return None
                     conn.receive_data(bytes(data))
                     buffered = conn.trailing_data[0]
-                    if _HEAD_END in buffered or len(buffered) > limit \
-                            or not may_be_hot(buffered):
-                        return buffered
+                return buffered
             finally:
                 self._idle.discard(idle)
         return None

@@ -63,23 +63,21 @@ class Body:
     client's disconnect, which :meth:`HotRoutes.watch` waits for.
     """
 
-    __slots__ = ("_receive", "complete", "read")
+    __slots__ = ("_receive", "complete")
 
     def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         self._receive = receive
         self.complete = trio.Event()
-        self.read = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        while not self.read:
+        while not self.complete.is_set():
             message = await self._receive()
             if message["type"] != "http.request":
                 raise ClientGone
             if not message.get("more_body", False):
-                self.read = True
                 self.complete.set()
             yield message.get("body", b"")
 
@@ -163,8 +161,7 @@ class HotRoutes:
                 return None
             return (objects.collection, "objects.collection", {"prefix": prefix},
                     "/api/v3/<prefix>")
-        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE") or not rest \
-                or rest[0] == "/" or rest[-1] == "/" or "//" in rest:
+        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE") or not _plain(rest):
             return None
         return (objects.item, "objects.item", {"prefix": prefix, "rest": rest},
                 "/api/v3/<prefix>/<path:rest>")
@@ -239,6 +236,12 @@ class HotRoutes:
                 return
 
 
+def _plain(rest: str) -> bool:
+    """Does werkzeug's ``<path:...>`` take ``rest`` as it is? (An empty
+    segment, or a slash at either end, it redirects or refuses: quart's.)"""
+    return bool(rest) and rest[0] != "/" and rest[-1] != "/" and "//" not in rest
+
+
 def _system_action(method: str, rest: str) -> tuple[Handler, str, dict[str, str], str] | None:
     """``/api/v3/system/actions[/<command>]``, as quart's rules in ``actions`` read it."""
     if rest == "actions":
@@ -246,8 +249,7 @@ def _system_action(method: str, rest: str) -> tuple[Handler, str, dict[str, str]
             return None
         return actions.system_actions, "actions.system_actions", {}, "/api/v3/system/actions"
     command = rest.removeprefix("actions/")
-    if command == rest or not command or command[0] == "/" or command[-1] == "/" \
-            or "//" in command:
+    if command == rest or not _plain(command):
         return None
     return (actions.system_action, "actions.system_action", {"command": command},
             "/api/v3/system/actions/<path:command>")

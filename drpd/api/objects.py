@@ -65,15 +65,20 @@ def json_response(data: Any, status: int = 200, *, etag: str | None = None) -> R
                     headers=headers)
 
 
+def _check_declared_length(limit: int) -> None:
+    """413 before a byte is read when the Content-Length is over ``limit``."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit}")
+
+
 async def iter_body(limit: int) -> AsyncIterator[bytes]:
     """The request body in chunks, at most ``limit`` bytes, within the body timeout.
 
     Every handler reads its whole body: an unread body stalls a keep-alive
     connection (STACK-NOTES.md).
     """
-    length = request.content_length
-    if length is not None and length > limit:
-        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit}")
+    _check_declared_length(limit)
     size = 0
     deadline = trio.current_time() + ctx().settings.body_timeout
     body = aiter(request.body)
@@ -96,9 +101,7 @@ async def read_body() -> bytes:
     all of it, not a generator and a cancel scope per chunk: every write
     reads its body this way)."""
     limit = ctx().settings.max_body_size
-    length = request.content_length
-    if length is not None and length > limit:
-        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit}")
+    _check_declared_length(limit)
     chunks: list[bytes] = []
     size = 0
     with trio.move_on_after(ctx().settings.body_timeout) as scope:
