@@ -6,8 +6,10 @@
 JSON body (an unread body stalls keep-alive: STACK-NOTES) and returns a
 constant. With ``--db PATH``, ``POST /store`` also commits the body to
 SQLite before answering, as drpd's store does (its schema, WAL,
-``synchronous=FULL``, one transaction per request, in a worker thread
-through ``trio.to_thread`` with one writer): the floor of a durable create. It serves on an already listening socket handed over as fd N
+``synchronous=FULL``, one transaction per request, handed to one writer
+thread the way drpd's store hands it, ``drpd.store.store_thread``): the
+floor of a durable create. It serves on an already listening socket
+handed over as fd N
 (``bench.common.BareQuart`` binds 127.0.0.1 port 0 and passes it), with the
 hypercorn settings drpd uses (keep-alive 75 s, no access log). SIGTERM ends it.
 """
@@ -25,6 +27,10 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from drpd.store.sqlite import MIGRATIONS  # noqa: E402
+from drpd.store.store_thread import StoreThread  # noqa: E402
 
 CONSTANT = b'{"ok":true}'
 
@@ -50,7 +56,9 @@ _db: dict[str, object] = {}
 async def store() -> Response:
     body = await request.get_data()
     await request.get_json(force=True)
-    await trio.to_thread.run_sync(_commit, body, limiter=_db["limiter"])
+    writer = _db["thread"]
+    assert isinstance(writer, StoreThread)
+    await writer.run(_commit, body)
     return Response(CONSTANT, content_type="application/json")
 
 
@@ -64,9 +72,6 @@ def _commit(body: bytes) -> None:
 
 
 def _open_db(path: str) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from drpd.store.sqlite import MIGRATIONS
-
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -96,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(config: Config) -> None:
-    _db["limiter"] = trio.CapacityLimiter(1)
-    await serve(app, config)
+    writer = _db["thread"] = StoreThread("bare-sqlite")
+    writer.start()
+    try:
+        await serve(app, config)
+    finally:
+        with trio.CancelScope(shield=True):
+            await writer.aclose()
 
 
 if __name__ == "__main__":

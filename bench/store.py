@@ -23,7 +23,7 @@ What is measured, in one run (every figure is the median of ``rounds``):
 - baseline C: the same bare server's ``POST /store``, which also commits
   the body to SQLite before answering as drpd's store does (its schema,
   WAL, ``synchronous=FULL``, one transaction per request, in a worker
-  thread through ``trio.to_thread``): the floor of a durable create, with
+  thread the way drpd's store hands it): the floor of a durable create, with
   the same thread hand-offs and fsync, measured the same way.
 
 The client is this process: one kept-alive ``httpx.AsyncClient`` per
@@ -75,6 +75,7 @@ from bench.common import (  # noqa: E402
 from drpd.daemon import StateDir  # noqa: E402
 from drpd.models import KINDS, Machine  # noqa: E402
 from drpd.store.sqlite import MIGRATIONS, SQLiteStore  # noqa: E402
+from drpd.store.store_thread import StoreThread  # noqa: E402
 from drpd.testing import DrpdProcess  # noqa: E402
 
 CONCURRENCIES = (1, 32)
@@ -251,16 +252,25 @@ async def sqlite_in_thread(db: RawSQLite, row: bytes, count: int) -> Sample:
     return await trio.to_thread.run_sync(lambda: timed_loop(lambda i: db.insert(row), count))
 
 
-async def sqlite_per_hop(db: RawSQLite, row: bytes, count: int) -> Sample:
-    """Each insert handed to a worker thread from trio (drpd's store pattern), timed in trio."""
+async def sqlite_per_hop(db: RawSQLite, row: bytes, count: int, *, own_thread: bool) -> Sample:
+    """Each insert handed to a thread from trio, timed in trio: through
+    ``trio.to_thread`` or through drpd's store thread (``StoreThread``)."""
     limiter = trio.CapacityLimiter(1)
+    thread = StoreThread("bench-sqlite")
+    thread.start()
     latencies = []
     clock = time.perf_counter
     start = clock()
-    for _ in range(count):
-        t0 = clock()
-        await trio.to_thread.run_sync(db.insert, row, limiter=limiter)
-        latencies.append(clock() - t0)
+    try:
+        for _ in range(count):
+            t0 = clock()
+            if own_thread:
+                await thread.run(db.insert, row)
+            else:
+                await trio.to_thread.run_sync(db.insert, row, limiter=limiter)
+            latencies.append(clock() - t0)
+    finally:
+        await thread.aclose()
     return Sample(count, clock() - start, latencies)
 
 
@@ -413,7 +423,9 @@ async def run_round(servers: Servers, sizes: Sizes, work_dir: Path, results: Res
     try:
         results.add("sqlite insert (thread)", await sqlite_in_thread(raw, row, sizes.sqlite))
         results.add("sqlite insert (to_thread hop)",
-                    await sqlite_per_hop(raw, row, sizes.sqlite // 2))
+                    await sqlite_per_hop(raw, row, sizes.sqlite // 2, own_thread=False))
+        results.add("sqlite insert (store thread hop)",
+                    await sqlite_per_hop(raw, row, sizes.sqlite // 2, own_thread=True))
     finally:
         raw.close()
     store = SQLiteStore(work_dir / "store.db")
@@ -484,10 +496,17 @@ def figures_from(results: Results, sizes: Sizes) -> list[Figure]:
         fig(f"store.{op} in-process (no HTTP) throughput", "ops/s", f"store.{op} in-process",
             "sqlite insert (thread)", "raw SQLite inserts/s, 1 writer thread", "rate")
         fig(f"store.{op} in-process (no HTTP) p50", "ms", f"store.{op} in-process",
-            "sqlite insert (to_thread hop)", "raw SQLite insert via trio.to_thread p50", "p50_ms")
-    fig("SQLite insert via trio.to_thread p50 (floor of store writes)", "ms",
+            "sqlite insert (store thread hop)", "raw SQLite insert via the store's thread p50",
+            "p50_ms")
+    fig("SQLite insert via trio.to_thread p50", "ms",
         "sqlite insert (to_thread hop)", "sqlite insert (thread)",
         "raw SQLite insert p50, timed in its thread", "p50_ms")
+    fig("SQLite insert via the store's thread p50 (floor of store writes)", "ms",
+        "sqlite insert (store thread hop)", "sqlite insert (thread)",
+        "raw SQLite insert p50, timed in its thread", "p50_ms")
+    fig("SQLite insert via the store's thread vs via trio.to_thread p50", "ms",
+        "sqlite insert (store thread hop)", "sqlite insert (to_thread hop)",
+        "the same insert via trio.to_thread p50", "p50_ms")
     return figs
 
 

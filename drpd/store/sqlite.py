@@ -29,11 +29,11 @@ import logging
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, TypeVarTuple, Unpack, cast
 
 import msgspec
 import trio
@@ -42,6 +42,7 @@ from ..models import KINDS, Conflict, Event, Kind, NotFound, PreconditionFailed
 from ..storage import insufficient_storage, is_no_space
 from . import ChangeHook, Mutator
 from .records import Record, public_view
+from .store_thread import StoreThread
 
 #: One entry per schema version; entry N upgrades a version N database to N+1.
 MIGRATIONS: list[str] = [
@@ -63,6 +64,8 @@ SEQ_BLOCK = 10_000
 
 
 log = logging.getLogger("drpd.store")
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class StoreVersionError(RuntimeError):
@@ -123,7 +126,7 @@ class SQLiteStore:
         self.kinds = dict(KINDS if kinds is None else kinds)
         self.on_change: ChangeHook = on_change or (lambda event: None)
         self._conn: sqlite3.Connection | None = None
-        self._limiter = trio.CapacityLimiter(1)
+        self._thread = StoreThread("drpd-sqlite")
         self._lock = trio.Lock()
         self._data: dict[str, dict[str, Record]] = {p: {} for p in self.kinds}
         self._sorted: dict[str, list[Record]] = {}
@@ -148,7 +151,13 @@ class SQLiteStore:
 
     # -- lifecycle -------------------------------------------------------
     async def open(self) -> None:
-        await self._run(self._open_sync)
+        self._thread.start()
+        try:
+            await self._run(self._open_sync)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._thread.aclose()
+            raise
 
     def _open_sync(self) -> None:
         _private_files(self.path)
@@ -217,9 +226,11 @@ class SQLiteStore:
                 conn, self._conn = self._conn, None
                 with trio.CancelScope(shield=True):
                     await self._run(conn.close)
+            with trio.CancelScope(shield=True):
+                await self._thread.aclose()
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+    async def _run(self, fn: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+        return await self._thread.run(fn, *args)
 
     # -- kinds -----------------------------------------------------------
     def add_kind(self, kind: Kind) -> None:
