@@ -25,7 +25,10 @@ provider is ``tests/providers/plain_provider.py``, standard library only):
    and a publisher POSTs ``/api/v3/events`` at a steady rate, 20 and then
    50 events/s (2,000 and 5,000 deliveries/s; both in a child process,
    ``bench/ws_load.py``); baseline: the same calls with no subscribers and
-   no events, in the same rounds.
+   no events, in the same rounds. Two controls: the same load on a second
+   drpd (what sharing two cores costs), and the same load here with the
+   subscribers' process at nice 19 (clients on other machines: drpd still
+   sends every frame, but the load's own CPU gives way to drpd's).
 
 The measuring client is this process (trio; httpx). 127.0.0.1 and UNIX
 sockets only; every loop is bounded and every process started here is
@@ -58,6 +61,7 @@ from bench.common import (  # noqa: E402
     RESULTS_DIR,
     Figure,
     Rounds,
+    Sample,
     Series,  # noqa: E402
     basic_auth_header,
     client_factory,
@@ -298,11 +302,11 @@ async def bare_boot(site: BareSite, count: int, results: Results) -> None:
 class EventLoad:
     """``bench/ws_load.py`` in a child process: subscribers plus a publisher."""
 
-    def __init__(self, drpd: DrpdProcess, subscribers: int, rate: float) -> None:
+    def __init__(self, drpd: DrpdProcess, subscribers: int, rate: float, nice: int = 0) -> None:
         self.cmd = [sys.executable, str(BENCH_DIR / "ws_load.py"), "--endpoint", drpd.endpoint,
                     "--user", drpd.auth[0], "--password", drpd.auth[1],
                     "--subscribers", str(subscribers), "--rate", str(rate),
-                    "--max-seconds", "300"]
+                    "--max-seconds", "300", "--nice", str(nice)]
         self.proc: trio.Process | None = None
         self.lines: list[str] = []
 
@@ -364,32 +368,37 @@ async def actions_round(drpd: DrpdProcess, plugin: str, sizes: Sizes, results: R
     results.rounds.setdefault("quiet", Rounds("quiet")).add(quiet)
     results.add("ping p99, quiet", quiet.p99_ms, "ms")
     results.add("ping p50, quiet", quiet.p50_ms, "ms")
-    for rate in sizes.event_rates:
-        label = f"{rate:g}/s"
-        # the same load on another drpd: what sharing two cores costs the
-        # pings, with no fan-out on the loop that answers them
-        load = EventLoad(elsewhere, sizes.subscribers, rate)
-        async with trio.open_nursery() as nursery:
-            try:
-                await load.start(nursery)
-                await trio.sleep(0.5)  # events flowing
-                apart = await drive(make, op, **kw)
-                await load.stop()
-            finally:
-                load.kill()
-        results.rounds.setdefault(f"apart {label}", Rounds(f"apart {label}")).add(apart)
-        results.add(f"ping p99, events {label} on another drpd", apart.p99_ms, "ms")
-        load = EventLoad(drpd, sizes.subscribers, rate)
+
+    async def under(load: EventLoad) -> tuple[Sample, float, dict[str, Any]]:
+        """The ping run while ``load`` runs: its sample, drpd's CPU %, the load's counts."""
         async with trio.open_nursery() as nursery:
             try:
                 await load.start(nursery)
                 await trio.sleep(0.5)  # events flowing
                 cpu0, t0 = cpu_seconds(drpd.pid), time.monotonic()
-                loaded = await drive(make, op, **kw)
-                drpd_cpu = (cpu_seconds(drpd.pid) - cpu0) / (time.monotonic() - t0) * 100
+                sample = await drive(make, op, **kw)
+                cpu = (cpu_seconds(drpd.pid) - cpu0) / (time.monotonic() - t0) * 100
                 counts = await load.stop()
             finally:
                 load.kill()
+        return sample, cpu, counts
+
+    for rate in sizes.event_rates:
+        label = f"{rate:g}/s"
+        # the same load on another drpd: what sharing two cores costs the
+        # pings, with no fan-out on the loop that answers them
+        apart, _, _ = await under(EventLoad(elsewhere, sizes.subscribers, rate))
+        results.rounds.setdefault(f"apart {label}", Rounds(f"apart {label}")).add(apart)
+        results.add(f"ping p99, events {label} on another drpd", apart.p99_ms, "ms")
+        # the subscribers' process at nice 19: clients on other machines, whose
+        # CPU is not drpd's; drpd still sends every frame
+        niced, _, counts = await under(EventLoad(drpd, sizes.subscribers, rate, nice=19))
+        results.rounds.setdefault(f"niced {label}", Rounds(f"niced {label}")).add(niced)
+        results.add(f"ping p99, events {label}, subscribers niced", niced.p99_ms, "ms")
+        results.add(f"ping p50, events {label}, subscribers niced", niced.p50_ms, "ms")
+        if counts["published"] == 0 or not counts["delivered"]:
+            raise RuntimeError(f"no events flowed: {counts}")
+        loaded, drpd_cpu, counts = await under(EventLoad(drpd, sizes.subscribers, rate))
         results.rounds.setdefault(f"loaded {label}", Rounds(f"loaded {label}")).add(loaded)
         results.add(f"ping p99, events {label}", loaded.p99_ms, "ms")
         results.add(f"ping p50, events {label}", loaded.p50_ms, "ms")
@@ -482,6 +491,14 @@ def figures_from(results: Results, sizes: Sizes) -> list[Figure]:
                       "the same subscribers and events on a second drpd process",
                       note="the cost of the fan-out sharing drpd's event loop, beyond "
                            "sharing the machine's two cores"))
+        figs.append(f(f"ping p99, {sizes.subscribers} subscribers at nice 19 + {label} events",
+                      f"ping p99, events {label}, subscribers niced", "ping p99, quiet",
+                      "the same calls, no subscribers and no events",
+                      note="the subscribers' process (bench/ws_load.py) at nice 19, standing "
+                           "for clients on other machines: drpd still sends every frame"))
+        figs.append(f(f"ping p50, {sizes.subscribers} subscribers at nice 19 + {label} events",
+                      f"ping p50, events {label}, subscribers niced", "ping p50, quiet",
+                      "the same calls, no subscribers and no events"))
     return figs
 
 

@@ -244,12 +244,27 @@ async def test_a_subscriber_that_never_reads_slows_nobody(tmp_path: Path) -> Non
             assert not [f for f in reader.frames if is_notice(f) and f["Action"] == "overflow"]
             latencies.sort()
             assert latencies[-1] < 5.0, f"a POST took {latencies[-1]:.2f} s"
-            # now the stalled one reads: a contiguous prefix, then how many it missed
-            frames = await stalled.until(lambda f: f.get("Action") == "overflow", limit=30)
-            kept = [int(f["Key"]) for f in events(frames)]
-            assert kept == list(range(len(kept))) and 50 <= len(kept) < total
-            assert frames[-1]["Object"]["Missed"] == total - len(kept)
-            assert "Seq" not in frames[-1]
+            # now the stalled one reads: every event either arrives, in order, or
+            # is counted by an overflow notice standing where it would have been
+            # (the kernel's socket buffers may grow during the flood and take a
+            # few more after a first loss, so there can be more than one notice)
+            account = {"expected": 0, "first_run": -1, "notices": 0}
+
+            def accounted(frame: dict[str, Any]) -> bool:
+                if is_notice(frame):
+                    assert frame["Action"] == "overflow" and "Seq" not in frame
+                    if account["first_run"] < 0:
+                        account["first_run"] = account["expected"]
+                    account["expected"] += frame["Object"]["Missed"]
+                    account["notices"] += 1
+                else:
+                    assert int(frame["Key"]) == account["expected"], "in order, none lost"
+                    account["expected"] += 1
+                return account["expected"] >= total
+
+            await stalled.until(accounted, limit=30)
+            assert account["expected"] == total, "every event delivered or counted missed"
+            assert account["notices"] >= 1 and 50 <= account["first_run"] < total
             live = await post_event(api, t, "after", "overflow")
             assert (await stalled.next())["Seq"] == live["Seq"]
 
