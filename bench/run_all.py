@@ -5,7 +5,7 @@
     .venv/bin/python bench/run_all.py --only peer,limits
     .venv/bin/python bench/run_all.py --report   # no run: the last summary as a Markdown table
 
-Runs ``store``, ``supervise``, ``actions``, ``events`` (when
+Runs ``store``, ``create_floor``, ``supervise``, ``actions``, ``events`` (when
 ``bench/events.py`` exists), ``peer``, ``scale``, ``limits``, ``nodes``,
 ``sdk_startup`` and ``growth`` one after
 the other, each in its own process (so one failing does not stop the
@@ -38,13 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BENCH_DIR, RESULTS_DIR, machine_info, nproc  # noqa: E402
 
-BENCHES = ("store", "supervise", "actions", "events", "peer", "scale", "limits", "nodes",
-           "sdk_startup", "growth")
+BENCHES = ("store", "create_floor", "supervise", "actions", "events", "peer", "scale", "limits",
+           "nodes", "sdk_startup", "growth")
 #: the figures quoted in the summary, by benchmark (regular expressions, full match);
 #: a benchmark not listed, or whose names all miss, contributes its first three figures
 HEADLINES: dict[str, tuple[str, ...]] = {
     "store": (r"create c1 http p50", r"get c1 http p50", r"create c32 http throughput",
               r"create c32 https throughput", r"get c32 http throughput"),
+    "create_floor": (r"create c1 p50, commit inline on the event loop .*",
+                     r"create c1 p50, no commit, no hand-off: .*"),
     "supervise": (r"crash -> Available vs bare respawn, plain_provider",
                   r"update -> Available vs bare restart, sdk_echo",
                   r"drpd RSS at \d+ instances"),
@@ -58,7 +60,8 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     "scale": (r"boot: start -> \d+ instances Available", r"drpd RSS with \d+ instances",
               r"drpd idle CPU with \d+ instances",
               r"ping p99, \d+ ws subscribers \+ 20/s events",
-              r"ping p99, 20/s events here vs the same load on another drpd"),
+              r"ping p99, 20/s events here vs the same load on another drpd",
+              r"ping p99, \d+ SCHED_IDLE subscribers \+ 20/s events"),
     "growth": (r"list page of 100 p50, [\d,]+ machines", r"drpd RSS per 1,000 machines .*",
                r"start -> serving, [\d,]+ machines"),
     "sdk_startup": (r"spawn -> READY!, drpd.sdk vs stdlib provider",

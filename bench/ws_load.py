@@ -9,9 +9,9 @@ acknowledgement; then prints ``READY`` and starts a publisher that POSTs
 ``/api/v3/events`` (Type ``bench``) at ``--rate`` events per second on a
 fixed schedule, while every subscriber reads and decodes every frame.
 
-With ``--nice 19`` it stands for subscribers on other machines: it still
-takes every frame drpd sends, but gives way whenever drpd (or the
-measuring client) wants a core.
+With ``--sched-idle`` (Linux ``SCHED_IDLE``) it stands for subscribers on
+other machines: it still takes every frame drpd sends, but runs only on a
+core nothing else wants.
 
 It stops when its standard input reaches end of file (the parent closes
 it) or after ``--max-seconds``, then prints one JSON line of counts:
@@ -186,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--rate", type=float, default=50.0, help="events per second")
     parser.add_argument("--max-seconds", type=float, default=300.0)
-    parser.add_argument("--nice", type=int, default=0,
-                        help="lower this process's CPU priority by N (clients elsewhere)")
+    parser.add_argument("--sched-idle", action="store_true",
+                        help="run only on otherwise idle cores (SCHED_IDLE): clients elsewhere")
     args = parser.parse_args(argv)
     if not args.endpoint.startswith("http://127.0.0.1:"):
         parser.error("loopback plain-HTTP endpoints only")
-    if args.nice:
-        os.nice(args.nice)
+    if args.sched_idle:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     stats = Stats(args.subscribers)
     trio.run(run, args, stats)
     print(json.dumps(stats.to_json()), flush=True)

@@ -132,12 +132,13 @@ async def test_aclose_lets_queued_calls_finish_then_ends_the_thread() -> None:
 async def test_the_store_commits_on_its_thread_and_ends_it_on_close(tmp_path) -> None:
     store = SQLiteStore(tmp_path / "drpd.db")
     await store.open()
+    thread = store._thread._thread
     try:
-        [thread] = _live("drpd-sqlite")
+        assert thread is not None and thread.name == "drpd-sqlite" and thread.is_alive()
         assert await store._run(threading.get_ident) == thread.ident
     finally:
         await store.aclose()
-    assert _live("drpd-sqlite") == []
+    assert not thread.is_alive()
 
 
 async def test_a_store_that_cannot_open_leaves_no_thread(tmp_path) -> None:
@@ -148,4 +149,5 @@ async def test_a_store_that_cannot_open_leaves_no_thread(tmp_path) -> None:
     store = SQLiteStore(path)
     with pytest.raises(StoreVersionError):
         await store.open()
-    assert _live("drpd-sqlite") == []
+    thread = store._thread._thread
+    assert thread is not None and not thread.is_alive()
