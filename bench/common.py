@@ -39,6 +39,8 @@ from typing import Any, NoReturn
 import httpx
 import trio
 
+from drpd.testing import DrpdProcess
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 LOOPBACK = "127.0.0.1"
@@ -240,6 +242,24 @@ def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> N
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout)
+
+
+class LaunchedDrpd(DrpdProcess):
+    """A ``drpd serve`` whose ``python -m drpd.daemon`` is replaced by ``python *launch``.
+
+    For drpd under a profiler (``-m cProfile -o F -m drpd.daemon``) or
+    through a wrapper script that changes part of it before running
+    ``drpd.daemon.main`` (``bench/drpd_variant.py``).
+    """
+
+    def __init__(self, *args: Any, launch: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.launch = list(launch)
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        assert cmd[1:3] == ["-m", "drpd.daemon"], cmd
+        return [cmd[0], *self.launch, *cmd[3:]]
 
 
 class BareQuart:

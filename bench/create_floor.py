@@ -44,6 +44,7 @@ from bench.common import (  # noqa: E402
     RESULTS_DIR,
     BareQuart,
     Figure,
+    LaunchedDrpd,
     Rounds,
     Sample,
     basic_auth_header,
@@ -57,20 +58,6 @@ from bench.common import (  # noqa: E402
 )
 from bench.drpd_variant import VARIANTS  # noqa: E402
 from bench.store import JSON, Workload, encode, machine_body, seed_references  # noqa: E402
-from drpd.testing import DrpdProcess  # noqa: E402
-
-
-class VariantDrpd(DrpdProcess):
-    """A ``drpd serve`` started through ``bench/drpd_variant.py VARIANT``."""
-
-    def __init__(self, *args: Any, variant: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.variant = variant
-
-    def command(self) -> list[str]:
-        cmd = super().command()
-        assert cmd[1:3] == ["-m", "drpd.daemon"]
-        return [cmd[0], str(BENCH_DIR / "drpd_variant.py"), self.variant, *cmd[3:]]
 
 
 def bare_post(client_tag: str) -> Any:
@@ -106,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in VARIANTS:
                     with ExitStack() as stack:
                         d = stack.enter_context(
-                            VariantDrpd(work / f"{variant}-{r}", no_tls=True, variant=variant))
+                            LaunchedDrpd(work / f"{variant}-{r}", no_tls=True,
+                                         launch=[str(BENCH_DIR / "drpd_variant.py"), variant]))
                         seed_references(d)
                         client = client_factory(d.endpoint, headers=basic_auth_header(*d.auth))
                         load = Workload(variant)

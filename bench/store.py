@@ -58,6 +58,7 @@ from bench.common import (  # noqa: E402
     RESULTS_DIR,
     BareQuart,
     Figure,
+    LaunchedDrpd,
     Op,
     Rounds,
     Sample,
@@ -511,20 +512,9 @@ def figures_from(results: Results, sizes: Sizes) -> list[Figure]:
 
 
 # -- profiling ------------------------------------------------------------------------------
-class ProfiledDrpd(DrpdProcess):
-    """drpd under cProfile (its trio thread); the profile is written when it exits."""
-
-    def __init__(self, *args: Any, profile_out: Path, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.profile_out = profile_out
-
-    def command(self) -> list[str]:
-        cmd = super().command()
-        return [cmd[0], "-m", "cProfile", "-o", str(self.profile_out)] + cmd[1:]
-
-
 def run_profile(sizes: Sizes, work_dir: Path, out: Path) -> None:
-    with ProfiledDrpd(work_dir / "drpd-prof", no_tls=True, profile_out=out) as d:
+    launch = ["-m", "cProfile", "-o", str(out), "-m", "drpd.daemon"]
+    with LaunchedDrpd(work_dir / "drpd-prof", no_tls=True, launch=launch) as d:
         seed_references(d)
         make = client_factory(d.endpoint, headers=basic_auth_header(*d.auth))
         load = Workload("p")
