@@ -136,6 +136,9 @@ async def test_the_store_commits_on_its_thread_and_ends_it_on_close(tmp_path) ->
     try:
         assert thread is not None and thread.name == "drpd-sqlite" and thread.is_alive()
         assert await store._run(threading.get_ident) == thread.ident
+        native = await store._run(threading.get_native_id)
+        comm = await trio.Path(f"/proc/self/task/{native}/comm").read_text()
+        assert comm.strip() == "drpd-sqlite"  # what top -H and ps -L show
     finally:
         await store.aclose()
     assert not thread.is_alive()

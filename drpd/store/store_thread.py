@@ -21,6 +21,7 @@ SQLite is never abandoned half way by drpd.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import threading
@@ -33,6 +34,15 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...]]
+_PR_SET_NAME = 15
+
+
+def _name_os_thread(name: str) -> None:
+    """Show ``name`` for the calling thread in ``top -H``, ``ps -L`` and py-spy (Linux)."""
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 class StoreThread:
@@ -57,6 +67,7 @@ class StoreThread:
         self._thread.start()
 
     def _serve(self) -> None:
+        _name_os_thread(self.name)
         while (job := self._jobs.get()) is not None:
             fn, args = job
             try:
