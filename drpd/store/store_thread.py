@@ -116,5 +116,6 @@ class StoreThread:
             with trio.CancelScope(shield=True):
                 await self._woken()
                 await trio.to_thread.run_sync(thread.join)
+            trio.lowlevel.notify_closing(self._wake_r)
             os.close(self._wake_r)
             os.close(self._wake_w)
