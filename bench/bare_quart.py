@@ -88,19 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keyfile")
     parser.add_argument("--db", help="SQLite file for POST /store")
     args = parser.parse_args(argv)
-    if args.db:
-        _open_db(args.db)
     config = Config()
     config.bind = [f"fd://{args.fd}"]
     config.keep_alive_timeout = 75
     config.accesslog = None
     if args.certfile:
         config.certfile, config.keyfile = args.certfile, args.keyfile
-    trio.run(_serve, config)
+    if args.db:
+        _open_db(args.db)
+        trio.run(_serve_with_db, config)
+    else:
+        trio.run(serve, app, config)
     return 0
 
 
-async def _serve(config: Config) -> None:
+async def _serve_with_db(config: Config) -> None:
     writer = _db["thread"] = StoreThread("bare-sqlite")
     writer.start()
     try:

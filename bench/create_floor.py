@@ -29,12 +29,9 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -50,22 +47,13 @@ from bench.common import (  # noqa: E402
     basic_auth_header,
     client_factory,
     drive,
-    expect,
     machine_info,
     print_table,
     run_main,
     write_results,
 )
 from bench.drpd_variant import VARIANTS  # noqa: E402
-from bench.store import JSON, Workload, encode, machine_body, seed_references  # noqa: E402
-
-
-def bare_post(client_tag: str) -> Any:
-    async def op(client: httpx.AsyncClient, w: int, i: int) -> None:
-        body = encode(machine_body(f"bare-{client_tag}-{w}-{i}", str(uuid.uuid4())))
-        expect(await client.post("/post", content=body, headers=JSON), 200)
-
-    return op
+from bench.store import Workload, bare_post, seed_references  # noqa: E402
 
 
 async def timed(make: Any, op: Any, requests: int, warmup: int) -> Sample:
@@ -91,17 +79,15 @@ def main(argv: list[str] | None = None) -> int:
             bare_client = client_factory(bare.endpoint)
             for r in range(rounds):
                 for variant in VARIANTS:
-                    with ExitStack() as stack:
-                        d = stack.enter_context(
-                            LaunchedDrpd(work / f"{variant}-{r}", no_tls=True,
-                                         launch=[str(BENCH_DIR / "drpd_variant.py"), variant]))
+                    launch = [str(BENCH_DIR / "drpd_variant.py"), variant]
+                    with LaunchedDrpd(work / f"{variant}-{r}", no_tls=True, launch=launch) as d:
                         seed_references(d)
                         client = client_factory(d.endpoint, headers=basic_auth_header(*d.auth))
                         load = Workload(variant)
                         sample = trio.run(timed, client, load.create(), requests, warmup)
                     results[variant].add(sample)
                     print(f"  round {r + 1} {variant:<10} p50 {sample.p50_ms:6.3f} ms", flush=True)
-                sample = trio.run(timed, bare_client, bare_post(str(r)), requests, warmup)
+                sample = trio.run(timed, bare_client, bare_post(), requests, warmup)
                 results["bare"].add(sample)
                 print(f"  round {r + 1} {'bare':<10} p50 {sample.p50_ms:6.3f} ms", flush=True)
         base = results["bare"]

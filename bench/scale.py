@@ -383,6 +383,8 @@ async def actions_round(drpd: DrpdProcess, plugin: str, sizes: Sizes, results: R
                 counts = await load.stop()
             finally:
                 load.kill()
+        if counts["published"] == 0 or not counts["delivered"]:
+            raise RuntimeError(f"no events flowed: {counts}")
         return sample, cpu, counts
 
     for rate in sizes.event_rates:
@@ -394,12 +396,10 @@ async def actions_round(drpd: DrpdProcess, plugin: str, sizes: Sizes, results: R
         results.add(f"ping p99, events {label} on another drpd", apart.p99_ms, "ms")
         # the subscribers' process on idle cores only: clients on other
         # machines, whose CPU is not drpd's; drpd still sends every frame
-        idle, _, counts = await under(EventLoad(drpd, sizes.subscribers, rate, sched_idle=True))
+        idle, _, _ = await under(EventLoad(drpd, sizes.subscribers, rate, sched_idle=True))
         results.rounds.setdefault(f"idle {label}", Rounds(f"idle {label}")).add(idle)
         results.add(f"ping p99, events {label}, subscribers SCHED_IDLE", idle.p99_ms, "ms")
         results.add(f"ping p50, events {label}, subscribers SCHED_IDLE", idle.p50_ms, "ms")
-        if counts["published"] == 0 or not counts["delivered"]:
-            raise RuntimeError(f"no events flowed: {counts}")
         loaded, drpd_cpu, counts = await under(EventLoad(drpd, sizes.subscribers, rate))
         results.rounds.setdefault(f"loaded {label}", Rounds(f"loaded {label}")).add(loaded)
         results.add(f"ping p99, events {label}", loaded.p99_ms, "ms")
@@ -407,8 +407,6 @@ async def actions_round(drpd: DrpdProcess, plugin: str, sizes: Sizes, results: R
         results.add(f"drpd CPU during ping run, events {label}", drpd_cpu, "%")
         loads.append({"rate": rate} | counts)
         print(f"  event load: {counts}", flush=True)
-        if counts["published"] == 0 or not counts["delivered"]:
-            raise RuntimeError(f"no events flowed: {counts}")
 
 
 # -- the run ---------------------------------------------------------------------------------------

@@ -258,17 +258,22 @@ async def sqlite_per_hop(db: RawSQLite, row: bytes, count: int, *, own_thread: b
     ``trio.to_thread`` or through drpd's store thread (``StoreThread``)."""
     limiter = trio.CapacityLimiter(1)
     thread = StoreThread("bench-sqlite")
-    thread.start()
+
+    async def hop() -> None:
+        if own_thread:
+            await thread.run(db.insert, row)
+        else:
+            await trio.to_thread.run_sync(db.insert, row, limiter=limiter)
+
+    if own_thread:
+        thread.start()
     latencies = []
     clock = time.perf_counter
     start = clock()
     try:
         for _ in range(count):
             t0 = clock()
-            if own_thread:
-                await thread.run(db.insert, row)
-            else:
-                await trio.to_thread.run_sync(db.insert, row, limiter=limiter)
+            await hop()
             latencies.append(clock() - t0)
     finally:
         await thread.aclose()
